@@ -1,0 +1,74 @@
+"""Command line: `python -m bot serve | demo | check`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from bot.logs import configure_logging
+from bot.permissions import PermissionFileError, load_permission_file
+from bot.settings import SettingsError, load_settings
+
+logger = logging.getLogger("bot")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot", description="Abort Northflank template runs from Slack."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve Slack requests (HTTP mode, or Socket Mode)")
+    demo = commands.add_parser(
+        "demo", help="play an incident against local stand-ins, with no accounts needed"
+    )
+    demo.add_argument(
+        "--interactive", action="store_true",
+        help="type slash commands as a chosen user and press buttons by number",
+    )
+    commands.add_parser("check", help="check the configuration, Redis, Slack and Northflank")
+    args = parser.parse_args(argv)
+
+    # The demo prints a transcript; its log shows only warnings unless asked.
+    configure_logging(default_level="WARNING" if args.command == "demo" else "INFO")
+    if args.command == "demo":
+        from bot.demo import run_demo
+
+        return asyncio.run(run_demo(interactive=args.interactive))
+    if args.command == "check":
+        from bot.check import run_check
+
+        return asyncio.run(run_check())
+    return _serve()
+
+
+def _serve() -> int:
+    try:
+        settings = load_settings("http")
+        permissions = load_permission_file(settings.permissions_file)
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except PermissionFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    from bot.app import create_services
+    from bot.server import serve
+
+    async def run() -> None:
+        services = await create_services(settings, permissions)
+        try:
+            await serve(services)
+        finally:
+            await services.aclose()
+
+    asyncio.run(run())
+    logger.info("bot.exited")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Local stand-ins for Northflank and Slack, used by the demo and the tests."""

@@ -1,0 +1,220 @@
+"""The ASGI server: Slack requests for Bolt, plus health and metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import uvicorn
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+
+from bot import __version__, signing
+from bot.app import Services, build_bolt_app
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+SLACK_EVENTS_PATH = "/slack/events"
+# Slack's payloads are far smaller; anything larger is not from Slack.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class BotServer:
+    """An ASGI app that verifies Slack's signature over the raw body, then
+    dispatches to Bolt."""
+
+    def __init__(self, services: Services, bolt_app: AsyncApp | None = None) -> None:
+        self.services = services
+        self.bolt = bolt_app or build_bolt_app(services)
+        settings = services.settings
+        secret = settings.slack_signing_secret
+        self.signing_secret = secret.get_secret_value() if secret else ""
+        self.accept_http_events = not settings.socket_mode
+        self.started_at = time.time()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        method = scope["method"]
+        if path == SLACK_EVENTS_PATH and self.accept_http_events:
+            if method != "POST":
+                await _respond(send, 405, b"method not allowed\n", allow="POST")
+                return
+            await self._slack_events(scope, receive, send)
+        elif path == "/healthz" and method in ("GET", "HEAD"):
+            await self._healthz(send)
+        else:
+            await _respond(send, 404, b"not found\n")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.services.follower.start_scanning()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def shutdown(self) -> None:
+        grace = self.services.settings.shutdown_grace
+        cancelled = await self.services.tasks.drain(grace)
+        if cancelled:
+            logger.warning("server.shutdown cancelled=%d after=%.0fs", cancelled, grace)
+        await self.services.aclose()
+        logger.info("server.stopped")
+
+    async def _slack_events(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read_body(receive, MAX_BODY_BYTES)
+        if body is None:
+            await _respond(send, 413, b"body too large\n")
+            return
+        headers = _headers(scope)
+        verdict = signing.verify(
+            self.signing_secret,
+            body,
+            headers.get("x-slack-request-timestamp"),
+            headers.get("x-slack-signature"),
+        )
+        if not verdict.ok:
+            logger.warning("slack.request_rejected reason=%s", verdict.reason)
+            await _respond(send, 401, b"invalid request signature\n")
+            return
+
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            await _respond(send, 400, b"body is not UTF-8\n")
+            return
+        request = AsyncBoltRequest(
+            body=text,
+            query=parse_qs(scope.get("query_string", b"").decode("latin-1")),
+            headers={name: [value] for name, value in headers.items()},
+        )
+        response = await self.bolt.async_dispatch(request)
+        body_out = response.body.encode("utf-8") if isinstance(response.body, str) else response.body
+        response_headers = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, values in response.headers.items()
+            for value in values
+            if name.lower() != "content-length"
+        ]
+        response_headers.append((b"content-length", str(len(body_out)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body_out})
+
+    async def _healthz(self, send: Send) -> None:
+        redis_up = await self.services.store.ping()
+        status = {
+            "status": "ok",
+            "version": __version__,
+            "mode": "socket" if self.services.settings.socket_mode else "http",
+            "redis": "up" if redis_up else "down",
+            "in_flight": len(self.services.tasks),
+            "following": len(self.services.follower.following),
+            "uptime_seconds": round(time.time() - self.started_at),
+        }
+        await _respond(
+            send, 200, json.dumps(status).encode() + b"\n", content_type="application/json"
+        )
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    *,
+    content_type: str = "text/plain; charset=utf-8",
+    allow: str | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if allow:
+        headers.append((b"allow", allow.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the listening socket first, so the chosen port is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def uvicorn_server(app: BotServer, *, log_level: str = "warning") -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=max(1, int(app.services.settings.shutdown_grace)),
+    )
+    return uvicorn.Server(config)
+
+
+async def serve(services: Services) -> None:
+    """Serve until SIGTERM or SIGINT: HTTP mode, or Socket Mode plus /healthz."""
+    settings = services.settings
+    app = BotServer(services)
+    server = uvicorn_server(app)
+    sock = bind_socket(settings.host, settings.port)
+    logger.info(
+        "server.started host=%s port=%d mode=%s",
+        settings.host, sock.getsockname()[1], "socket" if settings.socket_mode else "http",
+    )
+    socket_handler = None
+    if settings.socket_mode:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        assert settings.slack_app_token is not None
+        socket_handler = AsyncSocketModeHandler(
+            app.bolt, settings.slack_app_token.get_secret_value()
+        )
+        await socket_handler.connect_async()
+        logger.info("socket_mode.connected")
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        if socket_handler is not None:
+            await socket_handler.close_async()
+

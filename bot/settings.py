@@ -1,0 +1,152 @@
+"""Configuration read from the environment."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Mode = Literal["http", "socket", "demo", "check"]
+
+RUN_URL_FIELDS = {"team_id", "template_id", "run_id"}
+
+
+class SettingsError(Exception):
+    """Raised when the environment cannot configure the bot: one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", populate_by_name=True, case_sensitive=True
+    )
+
+    slack_bot_token: SecretStr | None = Field(None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field("https://slack.com/api/", alias="SLACK_API_URL")
+    northflank_api_token: SecretStr | None = Field(None, alias="NORTHFLANK_API_TOKEN")
+    northflank_api_base_url: str = Field(
+        "https://api.northflank.com", alias="NORTHFLANK_API_BASE_URL"
+    )
+    northflank_team_id: str | None = Field(None, alias="NORTHFLANK_TEAM_ID")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    redis_prefix: str = Field("nfbot:", alias="BOT_REDIS_PREFIX")
+    data_dir: Path = Field(Path("./.bot-data"), alias="BOT_DATA_DIR")
+    permissions_file: Path = Field(Path("./permissions.yaml"), alias="BOT_PERMISSIONS_FILE")
+    command: str = Field("/nf", alias="BOT_COMMAND")
+    watch_interval: float = Field(5.0, gt=0, le=3600, alias="BOT_WATCH_INTERVAL")
+    watch_timeout: float = Field(900.0, gt=0, le=86400, alias="BOT_WATCH_TIMEOUT")
+    cache_freshness: float = Field(10.0, ge=0, le=3600, alias="BOT_CACHE_FRESHNESS")
+    usergroup_cache_ttl: int = Field(300, ge=1, le=86400, alias="BOT_USERGROUP_CACHE_TTL")
+    rate_limit_reserve: int = Field(50, ge=0, le=100000, alias="BOT_RATE_LIMIT_RESERVE")
+    shutdown_grace: float = Field(20.0, ge=0, le=600, alias="BOT_SHUTDOWN_GRACE")
+    run_url_template: str | None = Field(None, alias="BOT_RUN_URL_TEMPLATE")
+    host: str = Field("0.0.0.0", alias="HOST")
+    port: int = Field(3000, ge=0, le=65535, alias="PORT")
+
+    @field_validator("command")
+    @classmethod
+    def _check_command(cls, value: str) -> str:
+        if not value.startswith("/") or len(value) < 2 or " " in value:
+            raise ValueError("must be a slash command such as /nf")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _check_slack_api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("northflank_api_base_url")
+    @classmethod
+    def _check_northflank_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://api.northflank.com")
+        return value.rstrip("/")
+
+    @field_validator("northflank_team_id")
+    @classmethod
+    def _check_team_id(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        # Reuse the template id rule: Northflank team ids are slugs as well.
+        from bot.ids import is_slug
+
+        if not is_slug(value):
+            raise ValueError("must be a Northflank team id such as my-team")
+        return value
+
+    @field_validator("run_url_template")
+    @classmethod
+    def _check_run_url_template(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name}
+        unknown = fields - RUN_URL_FIELDS
+        if unknown:
+            raise ValueError(
+                "may only use {team_id}, {template_id} and {run_id}, "
+                f"not {{{sorted(unknown)[0]}}}"
+            )
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    def secret_values(self) -> list[str]:
+        """List every configured secret, for log and message redaction."""
+        secrets = [
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.northflank_api_token,
+        ]
+        return [s.get_secret_value() for s in secrets if s and s.get_secret_value()]
+
+
+def load_settings(mode: Mode, environ: dict[str, str] | None = None) -> Settings:
+    """Read and check the settings for a mode, raising SettingsError with every problem."""
+    problems: list[str] = []
+    try:
+        if environ is None:
+            settings = Settings()
+        else:
+            settings = Settings.model_validate(environ)
+    except ValidationError as error:
+        for item in error.errors():
+            variable = str(item["loc"][0]) if item["loc"] else "environment"
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(f"{variable}: {message} (got {_shown(item.get('input'))})")
+        raise SettingsError(problems) from None
+
+    if mode != "demo":
+        if settings.slack_bot_token is None:
+            problems.append("SLACK_BOT_TOKEN: missing; set it to the bot token (xoxb-...)")
+        if settings.northflank_api_token is None:
+            problems.append(
+                "NORTHFLANK_API_TOKEN: missing; set it to a Northflank API token"
+            )
+        if not settings.socket_mode and settings.slack_signing_secret is None:
+            problems.append(
+                "SLACK_SIGNING_SECRET: missing; set it to the app's signing secret, "
+                "or set SLACK_APP_TOKEN to use Socket Mode"
+            )
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,171 @@
+"""Sending messages to Slack: response_url answers and Web API calls."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.render import Message
+
+logger = logging.getLogger(__name__)
+
+# Slack accepts at most five answers on one response_url, within 30 minutes.
+RESPONSE_URL_MAX_USES = 5
+RESPONSE_URL_LIFETIME = 30 * 60
+
+ADMIN_HINTS = {
+    "not_in_channel": "Invite the bot to this channel (`/invite @Northflank Aborts`) "
+    "so it can post run summaries here.",
+    "channel_not_found": "The bot cannot see this channel. Invite it to the channel, "
+    "or use the bot in a channel it is a member of.",
+    "is_archived": "This channel is archived, so the bot cannot post in it.",
+    "restricted_action": "A workspace admin has restricted posting in this channel.",
+    "missing_scope": "The Slack app lacks a scope it needs; reinstall it from app.yaml.",
+    "invalid_auth": "The bot token is invalid; an admin must renew SLACK_BOT_TOKEN.",
+    "token_revoked": "The bot token was revoked; an admin must reinstall the app.",
+}
+
+
+@dataclass(frozen=True)
+class SlackRequest:
+    """Who acted, where, and how to answer them."""
+
+    user_id: str
+    channel_id: str
+    team_id: str | None
+    response_url: str | None
+    message_ts: str | None = None
+    is_ephemeral: bool = True
+
+
+class SlackPostError(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+    def admin_hint(self) -> str:
+        return ADMIN_HINTS.get(self.code, f"Slack rejected the message ({self.code}).")
+
+
+class SlackSender:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        http: httpx.AsyncClient,
+        *,
+        response_url_hosts: frozenset[str],
+    ) -> None:
+        self.client = client
+        self.http = http
+        self.response_url_hosts = response_url_hosts
+        self._uses: dict[str, tuple[int, float]] = {}
+
+    # -- answers to the acting user ----------------------------------------
+
+    async def reply(
+        self,
+        request: SlackRequest,
+        message: Message,
+        *,
+        replace_original: bool = False,
+        in_channel: bool = False,
+    ) -> bool:
+        """Answer through response_url, or the Web API once it is used up.
+
+        Returns True when Slack accepted the answer.
+        """
+        if request.response_url and self._may_use(request.response_url):
+            body: dict[str, Any] = message.payload()
+            body["response_type"] = "in_channel" if in_channel else "ephemeral"
+            if replace_original:
+                body["replace_original"] = True
+            if await self._post_response_url(request.response_url, body):
+                return True
+        if replace_original and request.message_ts and not request.is_ephemeral:
+            return await self.update(request.channel_id, request.message_ts, message)
+        if in_channel:
+            return await self.post(request.channel_id, message) is not None
+        return await self.ephemeral(request, message)
+
+    async def ephemeral(self, request: SlackRequest, message: Message) -> bool:
+        try:
+            await self.client.chat_postEphemeral(
+                channel=request.channel_id, user=request.user_id, **message.payload()
+            )
+        except SlackApiError as error:
+            logger.warning(
+                "slack.ephemeral_failed user=%s channel=%s error=%s",
+                request.user_id, request.channel_id, _code(error),
+            )
+            return False
+        return True
+
+    def _may_use(self, url: str) -> bool:
+        if urlsplit(url).hostname not in self.response_url_hosts:
+            logger.warning("slack.response_url_rejected: host is not a Slack host")
+            return False
+        now = time.monotonic()
+        count, first = self._uses.get(url, (0, now))
+        if count >= RESPONSE_URL_MAX_USES or now - first > RESPONSE_URL_LIFETIME:
+            return False
+        self._uses[url] = (count + 1, first)
+        if len(self._uses) > 10_000:
+            self._forget_expired(now)
+        return True
+
+    def _forget_expired(self, now: float) -> None:
+        for url, (_, first) in list(self._uses.items()):
+            if now - first > RESPONSE_URL_LIFETIME:
+                del self._uses[url]
+
+    async def _post_response_url(self, url: str, body: dict[str, Any]) -> bool:
+        try:
+            response = await self.http.post(url, json=body, timeout=5.0)
+        except httpx.HTTPError as error:
+            logger.warning("slack.response_url_failed error=%s", type(error).__name__)
+            return False
+        if response.status_code >= 400:
+            # The URL itself is a credential, so only the status is logged.
+            logger.warning("slack.response_url_failed status=%d", response.status_code)
+            return False
+        return True
+
+    # -- channel messages ------------------------------------------------
+
+    async def post(self, channel_id: str, message: Message) -> str | None:
+        """Post in a channel; raise SlackPostError when Slack rejects it."""
+        try:
+            response = await self.client.chat_postMessage(
+                channel=channel_id, unfurl_links=False, unfurl_media=False,
+                **message.payload(),
+            )
+        except SlackApiError as error:
+            code = _code(error)
+            logger.warning("slack.post_failed channel=%s error=%s", channel_id, code)
+            raise SlackPostError(code) from None
+        ts = response.get("ts")
+        return str(ts) if ts else None
+
+    async def update(self, channel_id: str, ts: str, message: Message) -> bool:
+        try:
+            await self.client.chat_update(channel=channel_id, ts=ts, **message.payload())
+        except SlackApiError as error:
+            logger.warning(
+                "slack.update_failed channel=%s ts=%s error=%s", channel_id, ts, _code(error)
+            )
+            return False
+        return True
+
+
+def _code(error: SlackApiError) -> str:
+    try:
+        return str(error.response.get("error") or "unknown_error")
+    except AttributeError:
+        return "unknown_error"

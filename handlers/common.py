@@ -1,0 +1,101 @@
+"""Helpers shared by the listeners: request fields, safe background jobs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot import ids, render
+from bot.app import Services
+from bot.errors import BotError
+from bot.logs import describe_exception
+from bot.mrkdwn import escape
+from bot.slack import SlackRequest
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_ERROR = (
+    ":x: The bot hit an internal error and did not finish. Nothing else was "
+    "changed by this request; the error is in the bot's log."
+)
+
+
+def request_from_command(body: dict[str, Any]) -> SlackRequest | None:
+    user_id = str(body.get("user_id") or "")
+    channel_id = str(body.get("channel_id") or "")
+    if not ids.is_slack_user_id(user_id) or not ids.is_slack_channel_id(channel_id):
+        return None
+    return SlackRequest(
+        user_id=user_id,
+        channel_id=channel_id,
+        team_id=body.get("team_id"),
+        response_url=body.get("response_url"),
+    )
+
+
+def request_from_action(body: dict[str, Any]) -> SlackRequest | None:
+    user_id = str((body.get("user") or {}).get("id") or "")
+    channel_id = str((body.get("channel") or {}).get("id") or "")
+    container = body.get("container") or {}
+    if not ids.is_slack_user_id(user_id) or not ids.is_slack_channel_id(channel_id):
+        return None
+    return SlackRequest(
+        user_id=user_id,
+        channel_id=channel_id,
+        team_id=(body.get("team") or {}).get("id"),
+        response_url=body.get("response_url"),
+        message_ts=container.get("message_ts"),
+        is_ephemeral=bool(container.get("is_ephemeral", False)),
+    )
+
+
+def decode_run_value(value: Any) -> tuple[str, str] | None:
+    """Read the template and run ids from a button value; None when invalid."""
+    if not isinstance(value, str) or len(value) > 500:
+        return None
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    template_id = data.get("template_id")
+    run_id = data.get("run_id")
+    if not isinstance(template_id, str) or not isinstance(run_id, str):
+        return None
+    if not ids.is_template_id(template_id) or not ids.is_run_id(run_id):
+        return None
+    return template_id, run_id
+
+
+def error_message(error: BotError) -> render.Message:
+    return render.notice(":x: " + escape(error.user_message()))
+
+
+def spawn_job(
+    services: Services,
+    request: SlackRequest,
+    name: str,
+    job: Callable[[], Awaitable[None]],
+) -> None:
+    """Run a listener's slow work after the ack; any failure answers the user."""
+
+    async def guarded() -> None:
+        try:
+            await job()
+        except BotError as error:
+            logger.warning(
+                "job.failed name=%s user=%s channel=%s error=%s",
+                name, request.user_id, request.channel_id, type(error).__name__,
+            )
+            await services.sender.reply(request, error_message(error))
+        except Exception as error:
+            logger.error(
+                "job.crashed name=%s user=%s channel=%s error=%s", name,
+                request.user_id, request.channel_id, describe_exception(error),
+            )
+            await services.sender.reply(request, render.notice(INTERNAL_ERROR))
+
+    services.tasks.spawn(guarded(), name=name)

@@ -1,0 +1,108 @@
+"""The run summary in the channel: posting it, and updating it as the run stops."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from bot import render
+from bot.app import Services
+from bot.follower import Watch
+from bot.mrkdwn import escape
+from bot.models import TemplateRun
+from bot.runs import RunView
+from bot.slack import SlackPostError, SlackRequest
+
+logger = logging.getLogger(__name__)
+
+FOLLOWING_NOTE = "Following the run: this message updates when it has stopped."
+_ABORTED_BY = re.compile(r"\*Aborted by\*\n<@([UW][A-Z0-9]{2,20})>")
+
+
+def view_note(view: RunView) -> str | None:
+    """Describe where a shown state came from, when it is not fresh from the API."""
+    if view.stale_reason is None:
+        return None
+    age = round(view.age)
+    return (
+        f":warning: Showing the state cached {age} s ago, because "
+        f"{escape(_lower_first(view.stale_reason))}"
+    )
+
+
+def summary_message(
+    services: Services,
+    run: TemplateRun,
+    *,
+    aborted_by: str,
+    note: str | None,
+) -> render.Message:
+    return render.run_card(
+        run,
+        kind="summary",
+        aborted_by=aborted_by,
+        note=note,
+        run_url=services.run_url(run.template_id, run.id),
+        ephemeral=False,
+    )
+
+
+async def post_summary(
+    services: Services, request: SlackRequest, message: render.Message
+) -> str | None:
+    """Post the summary in the channel; return its ts, or None if it went elsewhere."""
+    try:
+        return await services.sender.post(request.channel_id, message)
+    except SlackPostError as error:
+        # The response_url can still show the summary in the channel, but it
+        # cannot be updated later, so the user learns how to fix the channel.
+        await services.sender.reply(request, message, in_channel=True)
+        await services.sender.ephemeral(
+            request, render.notice(f":information_source: {error.admin_hint()}")
+        )
+        return None
+
+
+async def publish_summary(
+    services: Services, watch: Watch, view: RunView, finished: bool
+) -> None:
+    """Update the summary of a followed run with its latest state."""
+    note: str | None
+    if view.run.is_concluded:
+        note = None
+    elif finished:
+        minutes = max(1, round((watch.deadline - watch.started_at) / 60))
+        note = (
+            f":warning: The run has not stopped after {minutes} min, so the bot "
+            "stopped following it. Press Refresh for its current state."
+        )
+    else:
+        note = FOLLOWING_NOTE
+    message = summary_message(services, view.run, aborted_by=watch.aborted_by, note=note)
+    if watch.message_ts is not None:
+        await services.sender.update(watch.channel_id, watch.message_ts, message)
+    else:
+        try:
+            await services.sender.post(watch.channel_id, message)
+        except SlackPostError:
+            logger.warning(
+                "summary.final_post_failed template=%s run=%s channel=%s",
+                watch.template_id, watch.run_id, watch.channel_id,
+            )
+
+
+def aborted_by_in(message: dict[str, Any] | None) -> str | None:
+    """Find who aborted a run in a summary the bot posted earlier."""
+    if not message:
+        return None
+    for block in message.get("blocks") or []:
+        for field in block.get("fields") or []:
+            found = _ABORTED_BY.search(str(field.get("text") or ""))
+            if found:
+                return found.group(1)
+    return None
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text else text
