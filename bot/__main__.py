@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from bot.logs import configure_logging
+from bot.logs import configure_logging, secrets_from_environment
 from bot.permissions import PermissionFileError, load_permission_file
 from bot.settings import SettingsError, load_settings
 
@@ -19,19 +19,28 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bot", description="Abort Northflank template runs from Slack."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve Slack requests (HTTP mode, or Socket Mode)")
+    commands.add_parser(
+        "serve", help="serve Slack requests (HTTP mode, or Socket Mode)"
+    )
     demo = commands.add_parser(
         "demo", help="play an incident against local stand-ins, with no accounts needed"
     )
     demo.add_argument(
-        "--interactive", action="store_true",
+        "--interactive",
+        action="store_true",
         help="type slash commands as a chosen user and press buttons by number",
     )
-    commands.add_parser("check", help="check the configuration, Redis, Slack and Northflank")
+    commands.add_parser(
+        "check", help="check the configuration, Redis, Slack and Northflank"
+    )
     args = parser.parse_args(argv)
 
-    # The demo prints a transcript; its log shows only warnings unless asked.
-    configure_logging(default_level="WARNING" if args.command == "demo" else "INFO")
+    # The demo prints a transcript and the check a checklist, so their logs
+    # show only warnings unless LOG_LEVEL asks for more.
+    configure_logging(
+        default_level="WARNING" if args.command in ("demo", "check") else "INFO",
+        secrets=secrets_from_environment(),
+    )
     if args.command == "demo":
         from bot.demo import run_demo
 

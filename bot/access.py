@@ -37,7 +37,7 @@ class AccessControl:
     async def require(
         self, grant: str, *, user_id: str, channel_id: str, template_id: str
     ) -> None:
-        """Raise PermissionDenied unless the user holds `grant` for this template here."""
+        """Raise PermissionDenied unless the user has `grant` for this template."""
         if self.permissions.allows(
             grant, user_id=user_id, template_id=template_id, channel_id=channel_id
         ):
@@ -94,5 +94,7 @@ class AccessControl:
             )
             return set()
         members = {str(u) for u in response.get("users") or []}
-        await self.store.put_usergroup_members(group_id, members, ttl=self.usergroup_ttl)
+        await self.store.put_usergroup_members(
+            group_id, members, ttl=self.usergroup_ttl
+        )
         return members

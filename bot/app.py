@@ -91,7 +91,9 @@ async def create_services(settings: Settings, permissions: PermissionMap) -> Ser
         team_id=settings.northflank_team_id,
     )
     runs = RunService(
-        northflank, store, freshness=settings.cache_freshness,
+        northflank,
+        store,
+        freshness=settings.cache_freshness,
         budget_reserve=settings.rate_limit_reserve,
     )
     session = aiohttp.ClientSession()
@@ -107,17 +109,29 @@ async def create_services(settings: Settings, permissions: PermissionMap) -> Ser
     )
     http = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
     sender = SlackSender(
-        slack_client, http, response_url_hosts=_response_url_hosts(settings.slack_api_url)
+        slack_client,
+        http,
+        response_url_hosts=_response_url_hosts(settings.slack_api_url),
     )
     access = AccessControl(
-        permissions, store=store, slack=slack_client,
+        permissions,
+        store=store,
+        slack=slack_client,
         usergroup_ttl=settings.usergroup_cache_ttl,
     )
     services = Services(
-        settings=settings, permissions=permissions, store=store, northflank=northflank,
-        runs=runs, access=access, sender=sender,
+        settings=settings,
+        permissions=permissions,
+        store=store,
+        northflank=northflank,
+        runs=runs,
+        access=access,
+        sender=sender,
         follower=None,  # type: ignore[arg-type]  # set just below, it needs `services`
-        tasks=tasks, slack_client=slack_client, http=http, aiohttp_session=session,
+        tasks=tasks,
+        slack_client=slack_client,
+        http=http,
+        aiohttp_session=session,
         embedded_redis=embedded,
     )
     from handlers.summary import publish_summary
@@ -126,8 +140,12 @@ async def create_services(settings: Settings, permissions: PermissionMap) -> Ser
         await publish_summary(services, watch, view, finished)
 
     services.follower = Follower(
-        runs, store, tasks, interval=settings.watch_interval,
-        timeout=settings.watch_timeout, publish=publish,
+        runs,
+        store,
+        tasks,
+        interval=settings.watch_interval,
+        timeout=settings.watch_timeout,
+        publish=publish,
     )
     return services
 
@@ -140,7 +158,7 @@ def build_bolt_app(services: Services) -> AsyncApp:
     Listeners ack first and hand slow work to the task registry, so with
     `process_before_response` the ack leaves without Bolt's ack polling.
     """
-    from handlers import actions, commands
+    from handlers import actions, commands, events
 
     app = AsyncApp(
         client=services.slack_client,
@@ -151,6 +169,7 @@ def build_bolt_app(services: Services) -> AsyncApp:
     )
     commands.register(app, services)
     actions.register(app, services)
+    events.register(app, services)
     return app
 
 

@@ -12,8 +12,14 @@ from bot import ids
 HELP_LINES: tuple[tuple[str, str], ...] = (
     ("help", "show this help"),
     ("whoami", "show your roles, grants, templates and channels"),
-    ("runs <templateId>", "post the active runs of a template, each with an Abort button"),
-    ("status <templateId> <runId>", "show a run's status to you, with a Refresh button"),
+    (
+        "runs <templateId>",
+        "post the active runs of a template, each with an Abort button",
+    ),
+    (
+        "status <templateId> <runId>",
+        "show a run's status to you, with a Refresh button",
+    ),
     ("abort <templateId> <runId>", "show a run and a button that aborts it"),
 )
 USAGE = {
@@ -24,7 +30,10 @@ USAGE = {
     "abort": "abort <templateId> <runId>",
 }
 # Usage lines without the command name; the handler prefixes BOT_COMMAND.
-GENERAL_USAGE = "help | whoami | runs <templateId> | status <templateId> <runId> | abort <templateId> <runId>"
+GENERAL_USAGE = (
+    "help | whoami | runs <templateId> | status <templateId> <runId> "
+    "| abort <templateId> <runId>"
+)
 
 # Longer than any valid id plus a pasted URL; longer text is rejected unread.
 MAX_TEXT_LENGTH = 1000

@@ -72,14 +72,22 @@ class Transcript:
                 snapshot = replace(message, text=text, blocks=blocks)
                 if number > 0:
                     print("   (edited by the bot:)")
-                print(_indent(describe(snapshot, NAMES, buttons=self.buttons if latest else None)))
+                print(
+                    _indent(
+                        describe(
+                            snapshot, NAMES, buttons=self.buttons if latest else None
+                        )
+                    )
+                )
             self.seen[key] = len(versions) - 1
 
 
 async def run_demo(*, interactive: bool = False) -> int:
     data_dir = Path(os.environ.get("BOT_DATA_DIR", "./.bot-data"))
     northflank = NorthflankSandbox(team_id=TEAM_ID, polls_until_aborted=2)
-    northflank.add_template(TEMPLATE_ID, "Nightly Backup", "Backs up <prod> & staging DBs")
+    northflank.add_template(
+        TEMPLATE_ID, "Nightly Backup", "Backs up <prod> & staging DBs"
+    )
     northflank.add_template("db-migration", "DB Migration", "Runs schema migrations")
     harness = await start_harness(
         permissions=DEMO_PERMISSIONS,
@@ -128,7 +136,9 @@ async def _scripted(harness: Harness, transcript: Transcript, run_id: str) -> in
     await harness.settle()
     transcript.show_new()
 
-    transcript.say("alice presses Abort on the same run, and carol presses it at once too")
+    transcript.say(
+        "alice presses Abort on the same run, and carol presses it at once too"
+    )
     await asyncio.gather(
         slack.click(run_list, user=RESPONDER, action_id="abort_run", index=0),
         slack.click(run_list, user=ONCALL, action_id="abort_run", index=0),
@@ -137,13 +147,17 @@ async def _scripted(harness: Harness, transcript: Transcript, run_id: str) -> in
     transcript.show_new()
 
     transcript.say("alice types: /nf status with a pasted run URL")
-    url = f"https://app.northflank.com/t/{TEAM_ID}/templates/{TEMPLATE_ID}/runs/{run_id}"
+    url = (
+        f"https://app.northflank.com/t/{TEAM_ID}/templates/{TEMPLATE_ID}/runs/{run_id}"
+    )
     await slack.command(f"status <{url}>", user=RESPONDER, channel=CHANNEL)
     await harness.settle()
     transcript.show_new()
 
     transcript.say(f"alice types: /nf abort {TEMPLATE_ID} {run_id}")
-    await slack.command(f"abort {TEMPLATE_ID} {run_id}", user=RESPONDER, channel=CHANNEL)
+    await slack.command(
+        f"abort {TEMPLATE_ID} {run_id}", user=RESPONDER, channel=CHANNEL
+    )
     await harness.settle()
     transcript.show_new()
 
@@ -153,18 +167,24 @@ async def _scripted(harness: Harness, transcript: Transcript, run_id: str) -> in
     transcript.show_new()
 
     aborts = northflank.aborts()
-    print(f"\nNorthflank received {aborts} abort request(s); run {run_id} is "
-          f"{northflank.runs[(TEMPLATE_ID, run_id)]['status']}.")
+    print(
+        f"\nNorthflank received {aborts} abort request(s); run {run_id} is "
+        f"{northflank.runs[(TEMPLATE_ID, run_id)]['status']}."
+    )
     ok = aborts == 1 and northflank.runs[(TEMPLATE_ID, run_id)]["status"] == "aborted"
     if not ok:
-        print("error: the demo did not end with exactly one abort and an aborted run",
-              file=sys.stderr)
+        print(
+            "error: the demo did not end with exactly one abort and an aborted run",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
 async def _interactive(harness: Harness, transcript: Transcript) -> int:
-    users = {name: user_id for user_id, name in NAMES.items() if user_id.startswith("U")}
+    users = {
+        name: user_id for user_id, name in NAMES.items() if user_id.startswith("U")
+    }
     current = "alice"
     print(
         "\nType a slash command such as `/nf runs nightly-backup`, `press N` to press "
@@ -191,9 +211,13 @@ async def _interactive(harness: Harness, transcript: Transcript) -> int:
             except (ValueError, IndexError):
                 print("no such button; press one of the numbers shown in brackets")
                 continue
-            await harness.slack.click(message, user=users[current], action_id=action_id, index=index)
+            await harness.slack.click(
+                message, user=users[current], action_id=action_id, index=index
+            )
         elif line.startswith("/nf"):
-            await harness.slack.command(line[3:].strip(), user=users[current], channel=CHANNEL)
+            await harness.slack.command(
+                line[3:].strip(), user=users[current], channel=CHANNEL
+            )
         else:
             print("type /nf ..., press N, as NAME or quit")
             continue

@@ -1,17 +1,17 @@
 """Errors raised by the bot's services.
 
-    BotError
-     ├── NorthflankError              any failed exchange with the Northflank API
-     │    ├── NorthflankUnavailable   no answer: connect error or timeout
-     │    └── NorthflankAPIError      an error response; keeps status, message, id
-     │         ├── NorthflankUnauthorized    401
-     │         ├── NorthflankForbidden       403
-     │         ├── NorthflankNotFound        404
-     │         ├── NorthflankConflict        409
-     │         ├── NorthflankRateLimited     429
-     │         └── NorthflankServerError     5xx
-     ├── InvalidRunData               a success response the bot cannot read
-     └── PermissionDenied             the Slack user lacks a grant
+BotError
+ ├── NorthflankError              any failed exchange with the Northflank API
+ │    ├── NorthflankUnavailable   no answer: connect error or timeout
+ │    └── NorthflankAPIError      an error response; keeps status, message, id
+ │         ├── NorthflankUnauthorized    401
+ │         ├── NorthflankForbidden       403
+ │         ├── NorthflankNotFound        404
+ │         ├── NorthflankConflict        409
+ │         ├── NorthflankRateLimited     429
+ │         └── NorthflankServerError     5xx
+ ├── InvalidRunData               a success response the bot cannot read
+ └── PermissionDenied             the Slack user lacks a grant
 """
 
 from __future__ import annotations

@@ -86,18 +86,30 @@ class Follower:
         return list(self._following)
 
     async def follow(
-        self, template_id: str, run_id: str, *, channel_id: str, message_ts: str | None,
+        self,
+        template_id: str,
+        run_id: str,
+        *,
+        channel_id: str,
+        message_ts: str | None,
         aborted_by: str,
     ) -> None:
         now = time.time()
         watch = Watch(
-            template_id=template_id, run_id=run_id, channel_id=channel_id,
-            message_ts=message_ts, aborted_by=aborted_by, started_at=now,
+            template_id=template_id,
+            run_id=run_id,
+            channel_id=channel_id,
+            message_ts=message_ts,
+            aborted_by=aborted_by,
+            started_at=now,
             deadline=now + self.timeout,
         )
         await self.store.save_watch(asdict(watch), ttl=self.timeout + 60)
         claimed = await self.store.claim_lease(
-            template_id, run_id, self.replica_id, ttl=self.interval + LEASE_MARGIN_SECONDS
+            template_id,
+            run_id,
+            self.replica_id,
+            ttl=self.interval + LEASE_MARGIN_SECONDS,
         )
         if claimed is False:
             return
@@ -108,25 +120,37 @@ class Follower:
         if key in self._following:
             return
         self._following[key] = watch
-        self.tasks.spawn(self._follow_loop(watch), name=f"follow:{watch.template_id}:{watch.run_id}")
+        self.tasks.spawn(
+            self._follow_loop(watch), name=f"follow:{watch.template_id}:{watch.run_id}"
+        )
 
     async def _follow_loop(self, watch: Watch) -> None:
         key = (watch.template_id, watch.run_id)
         wait = self.interval
         logger.info(
             "follow.started template=%s run=%s replica=%s",
-            watch.template_id, watch.run_id, self.replica_id,
+            watch.template_id,
+            watch.run_id,
+            self.replica_id,
         )
         try:
             while True:
                 timed_out = time.time() + wait > watch.deadline
-                sleep_for = max(0.0, watch.deadline - time.time()) if timed_out else wait
+                sleep_for = (
+                    max(0.0, watch.deadline - time.time()) if timed_out else wait
+                )
                 claimed = await self.store.claim_lease(
-                    watch.template_id, watch.run_id, self.replica_id,
+                    watch.template_id,
+                    watch.run_id,
+                    self.replica_id,
                     ttl=sleep_for + LEASE_MARGIN_SECONDS,
                 )
                 if claimed is False:
-                    logger.info("follow.lease_lost template=%s run=%s", watch.template_id, watch.run_id)
+                    logger.info(
+                        "follow.lease_lost template=%s run=%s",
+                        watch.template_id,
+                        watch.run_id,
+                    )
                     return
                 await asyncio.sleep(sleep_for)
                 view = await self._poll(watch)
@@ -140,11 +164,15 @@ class Follower:
                         await self.publish(watch, view, True)
                     logger.warning(
                         "follow.timed_out template=%s run=%s after=%.0fs",
-                        watch.template_id, watch.run_id, time.time() - watch.started_at,
+                        watch.template_id,
+                        watch.run_id,
+                        time.time() - watch.started_at,
                     )
                     await self._forget(watch)
                     return
-                wait = min(wait * BACKOFF_FACTOR, max(self.interval, MAX_POLL_INTERVAL_SECONDS))
+                wait = min(
+                    wait * BACKOFF_FACTOR, max(self.interval, MAX_POLL_INTERVAL_SECONDS)
+                )
         finally:
             self._following.pop(key, None)
 
@@ -154,7 +182,9 @@ class Follower:
         except NorthflankError as error:
             logger.warning(
                 "follow.poll_failed template=%s run=%s error=%s",
-                watch.template_id, watch.run_id, type(error).__name__,
+                watch.template_id,
+                watch.run_id,
+                type(error).__name__,
             )
             return None
         if view.stale_reason is not None:
@@ -171,7 +201,9 @@ class Follower:
     async def _finish(self, watch: Watch, view: RunView) -> None:
         logger.info(
             "follow.concluded template=%s run=%s status=%s",
-            watch.template_id, watch.run_id, view.run.status,
+            watch.template_id,
+            watch.run_id,
+            view.run.status,
         )
         await self.publish(watch, view, True)
         await self._forget(watch)
@@ -209,13 +241,17 @@ class Follower:
             if (watch.template_id, watch.run_id) in self._following:
                 continue
             claimed = await self.store.claim_lease(
-                watch.template_id, watch.run_id, self.replica_id,
+                watch.template_id,
+                watch.run_id,
+                self.replica_id,
                 ttl=self.interval + LEASE_MARGIN_SECONDS,
             )
             if claimed:
                 logger.info(
                     "follow.taken_over template=%s run=%s replica=%s",
-                    watch.template_id, watch.run_id, self.replica_id,
+                    watch.template_id,
+                    watch.run_id,
+                    self.replica_id,
                 )
                 self._start(watch)
                 taken += 1

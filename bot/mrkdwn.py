@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import regex
 
@@ -21,7 +21,7 @@ def escape(text: str) -> str:
 
 
 def truncate(text: str, limit: int, *, marker: str = ELLIPSIS) -> str:
-    """Cut text to at most `limit` characters at a grapheme boundary, adding a marker."""
+    """Cut text to at most `limit` characters at a grapheme boundary, plus a marker."""
     if len(text) <= limit:
         return text
     budget = max(0, limit - len(marker))
@@ -59,6 +59,10 @@ def slack_date(moment: datetime | None, *, missing: str = "not reported") -> str
     """Format a time with Slack's date token, with UTC fallback text for old clients."""
     if moment is None:
         return missing
+    moment = moment.astimezone(UTC)
     fallback = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
     epoch = int(moment.timestamp())
+    if epoch < 0:
+        # Slack's date token takes seconds since 1970; older times show as text.
+        return fallback
     return f"<!date^{epoch}^{{date_short_pretty}} at {{time_secs}}|{fallback}>"

@@ -93,8 +93,7 @@ class NorthflankClient:
     def run_path(self, template_id: str, run_id: str) -> str:
         _check_ids(template_id, run_id)
         return (
-            f"{self._prefix}/templates/{_segment(template_id)}"
-            f"/runs/{_segment(run_id)}"
+            f"{self._prefix}/templates/{_segment(template_id)}/runs/{_segment(run_id)}"
         )
 
     async def abort_run(self, template_id: str, run_id: str) -> TemplateRun:
@@ -159,7 +158,14 @@ class NorthflankClient:
         while True:
             attempt += 1
             try:
-                response = await self._send_once(method, path, endpoint, params)
+                # No attempt may outlast the deadline, whatever the timeouts allow.
+                remaining = max(0.05, deadline - time.monotonic())
+                async with asyncio.timeout(remaining):
+                    response = await self._send_once(method, path, endpoint, params)
+            except TimeoutError:
+                raise NorthflankUnavailable(
+                    "deadline exceeded", timed_out=True, before_send=False
+                ) from None
             except NorthflankUnavailable as error:
                 wait = _backoff(attempt)
                 if not self._can_retry(attempt, deadline, wait):
@@ -177,14 +183,14 @@ class NorthflankClient:
             if response.status_code < 400:
                 return _json_object(response)
 
-            error = _error_from(response)
+            api_error = _error_from(response)
             if response.status_code not in RETRY_STATUSES:
-                raise error
+                raise api_error
             wait = _backoff(attempt)
-            if error.retry_after is not None:
-                wait = max(wait, error.retry_after)
+            if api_error.retry_after is not None:
+                wait = max(wait, api_error.retry_after)
             if not self._can_retry(attempt, deadline, wait):
-                raise error
+                raise api_error
             logger.warning(
                 "northflank.retry endpoint=%s attempt=%d status=%d wait=%.2fs",
                 endpoint,

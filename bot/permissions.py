@@ -120,12 +120,18 @@ def parse_permissions(document: Any, *, source: str = "permissions") -> Permissi
 
     roles = _parse_roles(document.get("roles") or {}, source)
     users = _parse_members(
-        document.get("users") or {}, roles, f"{source}: users", ids.is_slack_user_id,
+        document.get("users") or {},
+        roles,
+        f"{source}: users",
+        ids.is_slack_user_id,
         "a Slack user id such as U01ABCDEF",
     )
     usergroups = _parse_members(
-        document.get("usergroups") or {}, roles, f"{source}: usergroups",
-        ids.is_slack_usergroup_id, "a Slack user group id such as S01ABCDEF",
+        document.get("usergroups") or {},
+        roles,
+        f"{source}: usergroups",
+        ids.is_slack_usergroup_id,
+        "a Slack user group id such as S01ABCDEF",
     )
     return PermissionMap(roles=roles, users=users, usergroups=usergroups)
 

@@ -24,8 +24,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.mrkdwn import code, escape, escape_truncated, slack_date, truncate
 from bot.models import TemplateRun
+from bot.mrkdwn import code, escape, escape_truncated, slack_date, truncate
 
 # Slack's published Block Kit limits.
 MAX_BLOCKS = 50
@@ -79,7 +79,10 @@ class Message:
         return [block.to_dict() for block in self.blocks[:MAX_BLOCKS]]
 
     def payload(self) -> dict[str, Any]:
-        return {"text": truncate(self.text, MAX_FALLBACK_TEXT), "blocks": self.blocks_json()}
+        return {
+            "text": truncate(self.text, MAX_FALLBACK_TEXT),
+            "blocks": self.blocks_json(),
+        }
 
 
 @dataclass
@@ -98,7 +101,9 @@ def status_label(status: str) -> str:
 
 
 def encode_run_value(template_id: str, run_id: str) -> str:
-    return json.dumps({"template_id": template_id, "run_id": run_id}, separators=(",", ":"))
+    return json.dumps(
+        {"template_id": template_id, "run_id": run_id}, separators=(",", ":")
+    )
 
 
 # -- plain notices ---------------------------------------------------------
@@ -108,7 +113,8 @@ def notice(text: str, *, ephemeral: bool = True) -> Message:
     """Wrap bot-written mrkdwn (already escaped where it quotes input) in a section."""
     body = truncate(text, MAX_SECTION_TEXT)
     return Message(
-        text=_fallback(body), blocks=[SectionBlock(text=MarkdownTextObject(text=body))],
+        text=_fallback(body),
+        blocks=[SectionBlock(text=MarkdownTextObject(text=body))],
         ephemeral=ephemeral,
     )
 
@@ -120,12 +126,15 @@ def usage_error(problem: str, usage: str) -> Message:
 
 def help_message(command: str, lines: Sequence[tuple[str, str]]) -> Message:
     rows = "\n".join(
-        f"{code(command + ' ' + syntax)}: {escape(meaning)}" for syntax, meaning in lines
+        f"{code(command + ' ' + syntax)}: {escape(meaning)}"
+        for syntax, meaning in lines
     )
     return notice(f"*Abort Northflank template runs from Slack*\n{rows}")
 
 
-def whoami_message(user_id: str, roles: Sequence[Any], group_ids: Sequence[str]) -> Message:
+def whoami_message(
+    user_id: str, roles: Sequence[Any], group_ids: Sequence[str]
+) -> Message:
     if not roles:
         return notice(
             f"<@{user_id}> has no roles in the bot's permission file, so every "
@@ -135,15 +144,18 @@ def whoami_message(user_id: str, roles: Sequence[Any], group_ids: Sequence[str])
     for role in roles:
         grants = ", ".join(code(g) for g in sorted(role.grants)) or "none"
         templates = ", ".join(code(t, 80) for t in role.templates) or "none"
-        channels = ", ".join(
-            "any channel" if c == "*" else f"<#{c}>" for c in role.channels
-        ) or "none"
+        channels = (
+            ", ".join("any channel" if c == "*" else f"<#{c}>" for c in role.channels)
+            or "none"
+        )
         lines.append(
             f"• *{escape_truncated(role.name, 80)}*: grants {grants}; templates "
             f"{templates}; channels {channels}"
         )
     if group_ids:
-        lines.append("Through user groups: " + ", ".join(f"<!subteam^{g}>" for g in group_ids))
+        lines.append(
+            "Through user groups: " + ", ".join(f"<!subteam^{g}>" for g in group_ids)
+        )
     return notice("\n".join(lines))
 
 
@@ -154,16 +166,24 @@ def run_list_message(
     template_id: str, runs: Sequence[TemplateRun], *, has_more: bool
 ) -> Message:
     title = f"Active runs of {template_id}"
-    blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=truncate(title, MAX_HEADER_TEXT)))]
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=truncate(title, MAX_HEADER_TEXT)))
+    ]
     if not runs:
         blocks.append(
-            SectionBlock(text=MarkdownTextObject(text=f"No active runs of {code(template_id)}."))
+            SectionBlock(
+                text=MarkdownTextObject(text=f"No active runs of {code(template_id)}.")
+            )
         )
-        return Message(text=f"No active runs of {template_id}.", blocks=blocks, ephemeral=False)
+        return Message(
+            text=f"No active runs of {template_id}.", blocks=blocks, ephemeral=False
+        )
 
+    # Block ids must be unique, so a run the API lists twice is shown once.
+    unique = list({run.id: run for run in runs}.values())
     # One header, one section per run, and one context line for the rest.
     room = MAX_BLOCKS - 2
-    shown = list(runs[:room])
+    shown = unique[:room]
     for run in shown:
         blocks.append(
             SectionBlock(
@@ -172,17 +192,23 @@ def run_list_message(
                 accessory=_abort_button(run),
             )
         )
-    hidden = len(runs) - len(shown)
+    hidden = len(unique) - len(shown)
     if hidden or has_more:
         more = f"{hidden} more" if hidden else "More runs"
         blocks.append(
             ContextBlock(
-                elements=[MarkdownTextObject(text=f"{more} not shown. Use `status` with a run id.")]
+                elements=[
+                    MarkdownTextObject(
+                        text=f"{more} not shown. Use `status` with a run id."
+                    )
+                ]
             )
         )
-    noun = "run" if len(runs) == 1 else "runs"
+    noun = "run" if len(unique) == 1 else "runs"
     return Message(
-        text=f"{len(runs)} active {noun} of {template_id}", blocks=blocks, ephemeral=False
+        text=f"{len(unique)} active {noun} of {template_id}",
+        blocks=blocks,
+        ephemeral=False,
     )
 
 
@@ -196,9 +222,10 @@ def _run_line(run: TemplateRun) -> str:
 
 
 def _abort_button(run: TemplateRun) -> ButtonElement:
-    name = truncate(run.name or run.template_id, 60)
+    # Slack reads `&`, `<` and `>` as markup in every text field, so escape here too.
+    name = escape_truncated(run.name or run.template_id, 60)
     confirm_text = truncate(
-        f"Abort run {run.id} of template {name} ({run.template_id})? "
+        f"Abort run {escape(run.id)} of template {name} ({run.template_id})? "
         "Northflank stops it and this cannot be undone.",
         MAX_CONFIRM_TEXT,
     )
@@ -253,12 +280,22 @@ def run_card(
 
     if run.description:
         blocks.append(
-            SectionBlock(text=MarkdownTextObject(text=escape_truncated(run.description, 1000)))
+            SectionBlock(
+                text=MarkdownTextObject(text=escape_truncated(run.description, 1000))
+            )
         )
     if not run.is_known_status:
-        note = _join(note, f"Northflank reported a status the bot does not know: {code(run.status, 60)}.")
+        note = _join(
+            note,
+            "Northflank reported a status the bot does not know: "
+            f"{code(run.status, 60)}.",
+        )
     if note:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=truncate(note, MAX_CONTEXT_TEXT))]))
+        blocks.append(
+            ContextBlock(
+                elements=[MarkdownTextObject(text=truncate(note, MAX_CONTEXT_TEXT))]
+            )
+        )
 
     buttons: list[ButtonElement] = []
     value = encode_run_value(run.template_id, run.id)
@@ -268,16 +305,23 @@ def run_card(
         buttons.append(button)
     buttons.append(ButtonElement(text="Refresh", action_id=REFRESH_ACTION, value=value))
     if run_url:
-        buttons.append(ButtonElement(text="Open in Northflank", action_id=OPEN_ACTION, url=run_url))
+        buttons.append(
+            ButtonElement(text="Open in Northflank", action_id=OPEN_ACTION, url=run_url)
+        )
     blocks.append(ActionsBlock(block_id="run_actions", elements=buttons))
 
-    fallback = f"{header}: {run.name or run.template_id} run {run.id} is {run.status}"
+    fallback = (
+        f"{header}: {escape(run.name or run.template_id)} run {escape(run.id)} is "
+        f"{escape(run.status)}"
+    )
     if aborted_by:
         fallback += f", aborted by <@{aborted_by}>"
     return Message(text=fallback, blocks=blocks, ephemeral=ephemeral)
 
 
-def run_list_without_button(blocks: list[dict[str, Any]], run_id: str, line: str) -> list[dict[str, Any]]:
+def run_list_without_button(
+    blocks: list[dict[str, Any]], run_id: str, line: str
+) -> list[dict[str, Any]]:
     """Rewrite a posted run list so the given run's section has no Abort button."""
     rewritten = []
     for block in blocks[:MAX_BLOCKS]:

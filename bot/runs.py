@@ -68,7 +68,9 @@ class BudgetExhausted(NorthflankRateLimited):
     """The shared request budget is at its reserve, so reads wait for the reset."""
 
     def __init__(self, retry_after: float) -> None:
-        super().__init__(429, "request budget reserved for aborts", retry_after=retry_after)
+        super().__init__(
+            429, "request budget reserved for aborts", retry_after=retry_after
+        )
 
     def user_message(self) -> str:
         wait = max(1, round(self.retry_after or 60))
@@ -124,22 +126,32 @@ class RunService:
         if wait is not None:
             if cached is not None:
                 return RunView(
-                    cached.run, cached.fetched_at, from_cache=True,
+                    cached.run,
+                    cached.fetched_at,
+                    from_cache=True,
                     stale_reason="the shared Northflank request budget is low",
                 )
             raise BudgetExhausted(wait)
 
         try:
             run = await self.client.get_run(template_id, run_id)
-        except (NorthflankUnavailable, NorthflankServerError, NorthflankRateLimited) as error:
+        except (
+            NorthflankUnavailable,
+            NorthflankServerError,
+            NorthflankRateLimited,
+        ) as error:
             if cached is None:
                 raise
             logger.warning(
                 "runs.read_failed_using_cache template=%s run=%s error=%s",
-                template_id, run_id, type(error).__name__,
+                template_id,
+                run_id,
+                type(error).__name__,
             )
             return RunView(
-                cached.run, cached.fetched_at, from_cache=True,
+                cached.run,
+                cached.fetched_at,
+                from_cache=True,
                 stale_reason=error.user_message(),
             )
         fetched_at = time.time()
@@ -155,14 +167,22 @@ class RunService:
         fetched_at = time.time()
         for run in active:
             await self.store.put_run(run, fetched_at=fetched_at)
-        return RunList(runs=active, has_next_page=runs.has_next_page, cursor=runs.cursor)
+        return RunList(
+            runs=active, has_next_page=runs.has_next_page, cursor=runs.cursor
+        )
 
     # -- abort ------------------------------------------------------------
 
-    async def abort(self, template_id: str, run_id: str, *, user_id: str) -> AbortOutcome:
+    async def abort(
+        self, template_id: str, run_id: str, *, user_id: str
+    ) -> AbortOutcome:
         """Abort a run at most once across clicks, processes and replicas."""
         cached = await self.store.get_run(template_id, run_id)
-        if cached is not None and cached.age() <= self.freshness and cached.run.is_concluded:
+        if (
+            cached is not None
+            and cached.age() <= self.freshness
+            and cached.run.is_concluded
+        ):
             return AlreadyConcluded(cached.run)
 
         acquired, holder = await self.store.acquire_abort_lock(
@@ -171,11 +191,16 @@ class RunService:
         if not acquired:
             logger.info(
                 "abort.duplicate template=%s run=%s user=%s holder=%s",
-                template_id, run_id, user_id, holder.user_id if holder else "unknown",
+                template_id,
+                run_id,
+                user_id,
+                holder.user_id if holder else "unknown",
             )
             return AlreadyAborting(holder)
 
-        logger.info("abort.requested template=%s run=%s user=%s", template_id, run_id, user_id)
+        logger.info(
+            "abort.requested template=%s run=%s user=%s", template_id, run_id, user_id
+        )
         try:
             run = await self.client.abort_run(template_id, run_id)
         except NorthflankConflict:
@@ -190,12 +215,18 @@ class RunService:
             reached = _may_have_reached(error)
             logger.warning(
                 "abort.failed template=%s run=%s user=%s error=%s may_have_reached=%s",
-                template_id, run_id, user_id, type(error).__name__, reached,
+                template_id,
+                run_id,
+                user_id,
+                type(error).__name__,
+                reached,
             )
             last_known = None
             if cached is not None:
                 last_known = RunView(
-                    cached.run, cached.fetched_at, from_cache=True,
+                    cached.run,
+                    cached.fetched_at,
+                    from_cache=True,
                     stale_reason=error.user_message(),
                 )
             return AbortFailed(error, reached, last_known)
@@ -203,7 +234,10 @@ class RunService:
         await self.store.put_run(run)
         logger.info(
             "abort.sent template=%s run=%s user=%s status=%s",
-            template_id, run_id, user_id, run.status,
+            template_id,
+            run_id,
+            user_id,
+            run.status,
         )
         return Aborted(run)
 

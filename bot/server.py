@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -40,6 +41,7 @@ class BotServer:
         self.signing_secret = secret.get_secret_value() if secret else ""
         self.accept_http_events = not settings.socket_mode
         self.started_at = time.time()
+        self.socket_handler: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -71,6 +73,12 @@ class BotServer:
                 return
 
     async def shutdown(self) -> None:
+        """Stop taking requests, let in-flight work finish within the grace period,
+        release follow leases, and close every client."""
+        logger.info("server.stopping in_flight=%d", len(self.services.tasks))
+        if self.socket_handler is not None:
+            await self.socket_handler.close_async()
+            self.socket_handler = None
         grace = self.services.settings.shutdown_grace
         cancelled = await self.services.tasks.drain(grace)
         if cancelled:
@@ -100,13 +108,29 @@ class BotServer:
         except UnicodeDecodeError:
             await _respond(send, 400, b"body is not UTF-8\n")
             return
+        event_id = _event_id(text, headers.get("content-type", ""))
+        if event_id is not None and not await self.services.store.first_delivery(
+            event_id
+        ):
+            # Slack redelivers an event it thinks was missed; answer it once.
+            logger.info(
+                "slack.event_duplicate event=%s retry=%s",
+                event_id,
+                headers.get("x-slack-retry-num", "0"),
+            )
+            await _respond(send, 200, b"")
+            return
         request = AsyncBoltRequest(
             body=text,
-            query=parse_qs(scope.get("query_string", b"").decode("latin-1")),
+            query=dict(parse_qs(scope.get("query_string", b"").decode("latin-1"))),
             headers={name: [value] for name, value in headers.items()},
         )
         response = await self.bolt.async_dispatch(request)
-        body_out = response.body.encode("utf-8") if isinstance(response.body, str) else response.body
+        body_out = (
+            response.body.encode("utf-8")
+            if isinstance(response.body, str)
+            else response.body
+        )
         response_headers = [
             (name.encode("latin-1"), value.encode("latin-1"))
             for name, values in response.headers.items()
@@ -114,7 +138,13 @@ class BotServer:
             if name.lower() != "content-length"
         ]
         response_headers.append((b"content-length", str(len(body_out)).encode()))
-        await send({"type": "http.response.start", "status": response.status, "headers": response_headers})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": response_headers,
+            }
+        )
         await send({"type": "http.response.body", "body": body_out})
 
     async def _healthz(self, send: Send) -> None:
@@ -129,8 +159,25 @@ class BotServer:
             "uptime_seconds": round(time.time() - self.started_at),
         }
         await _respond(
-            send, 200, json.dumps(status).encode() + b"\n", content_type="application/json"
+            send,
+            200,
+            json.dumps(status).encode() + b"\n",
+            content_type="application/json",
         )
+
+
+def _event_id(text: str, content_type: str) -> str | None:
+    """Return the event id of an Events API callback, None for anything else."""
+    if not content_type.startswith("application/json"):
+        return None
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or payload.get("type") != "event_callback":
+        return None
+    event_id = payload.get("event_id")
+    return event_id if isinstance(event_id, str) and 0 < len(event_id) <= 100 else None
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
@@ -148,7 +195,10 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 
 def _headers(scope: Scope) -> dict[str, str]:
-    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+    return {
+        name.decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in scope["headers"]
+    }
 
 
 async def _respond(
@@ -192,29 +242,60 @@ def uvicorn_server(app: BotServer, *, log_level: str = "warning") -> uvicorn.Ser
     return uvicorn.Server(config)
 
 
+class BotProcess:
+    """The serving part of one bot process: uvicorn, plus Socket Mode when set."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.app = BotServer(services)
+        self.uvicorn = uvicorn_server(self.app)
+        self.port = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = self.services.settings
+        sock = bind_socket(settings.host, settings.port)
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.get_running_loop().create_task(
+            self.uvicorn.serve(sockets=[sock]), name="uvicorn"
+        )
+        while not self.uvicorn.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        logger.info(
+            "server.started host=%s port=%d mode=%s",
+            settings.host,
+            self.port,
+            "socket" if settings.socket_mode else "http",
+        )
+        if settings.socket_mode:
+            from slack_bolt.adapter.socket_mode.async_handler import (
+                AsyncSocketModeHandler,
+            )
+
+            assert settings.slack_app_token is not None
+            handler = AsyncSocketModeHandler(
+                self.app.bolt, settings.slack_app_token.get_secret_value()
+            )
+            await handler.connect_async()  # type: ignore[no-untyped-call]
+            self.app.socket_handler = handler
+            logger.info("socket_mode.connected")
+
+    async def wait(self) -> None:
+        """Wait until the server has stopped (after SIGTERM, SIGINT or `stop`)."""
+        assert self._task is not None
+        await self._task
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        self.uvicorn.should_exit = True
+        if self._task is not None:
+            await asyncio.wait_for(self._task, timeout)
+
+
 async def serve(services: Services) -> None:
     """Serve until SIGTERM or SIGINT: HTTP mode, or Socket Mode plus /healthz."""
-    settings = services.settings
-    app = BotServer(services)
-    server = uvicorn_server(app)
-    sock = bind_socket(settings.host, settings.port)
-    logger.info(
-        "server.started host=%s port=%d mode=%s",
-        settings.host, sock.getsockname()[1], "socket" if settings.socket_mode else "http",
-    )
-    socket_handler = None
-    if settings.socket_mode:
-        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-        assert settings.slack_app_token is not None
-        socket_handler = AsyncSocketModeHandler(
-            app.bolt, settings.slack_app_token.get_secret_value()
-        )
-        await socket_handler.connect_async()
-        logger.info("socket_mode.connected")
-    try:
-        await server.serve(sockets=[sock])
-    finally:
-        if socket_handler is not None:
-            await socket_handler.close_async()
-
+    process = BotProcess(services)
+    await process.start()
+    await process.wait()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import string
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -39,12 +41,16 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, alias="REDIS_URL")
     redis_prefix: str = Field("nfbot:", alias="BOT_REDIS_PREFIX")
     data_dir: Path = Field(Path("./.bot-data"), alias="BOT_DATA_DIR")
-    permissions_file: Path = Field(Path("./permissions.yaml"), alias="BOT_PERMISSIONS_FILE")
+    permissions_file: Path = Field(
+        Path("./permissions.yaml"), alias="BOT_PERMISSIONS_FILE"
+    )
     command: str = Field("/nf", alias="BOT_COMMAND")
     watch_interval: float = Field(5.0, gt=0, le=3600, alias="BOT_WATCH_INTERVAL")
     watch_timeout: float = Field(900.0, gt=0, le=86400, alias="BOT_WATCH_TIMEOUT")
     cache_freshness: float = Field(10.0, ge=0, le=3600, alias="BOT_CACHE_FRESHNESS")
-    usergroup_cache_ttl: int = Field(300, ge=1, le=86400, alias="BOT_USERGROUP_CACHE_TTL")
+    usergroup_cache_ttl: int = Field(
+        300, ge=1, le=86400, alias="BOT_USERGROUP_CACHE_TTL"
+    )
     rate_limit_reserve: int = Field(50, ge=0, le=100000, alias="BOT_RATE_LIMIT_RESERVE")
     shutdown_grace: float = Field(20.0, ge=0, le=600, alias="BOT_SHUTDOWN_GRACE")
     run_url_template: str | None = Field(None, alias="BOT_RUN_URL_TEMPLATE")
@@ -69,7 +75,9 @@ class Settings(BaseSettings):
     @classmethod
     def _check_northflank_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL such as https://api.northflank.com")
+            raise ValueError(
+                "must be an http(s) URL such as https://api.northflank.com"
+            )
         return value.rstrip("/")
 
     @field_validator("northflank_team_id")
@@ -115,36 +123,40 @@ class Settings(BaseSettings):
         return [s.get_secret_value() for s in secrets if s and s.get_secret_value()]
 
 
-def load_settings(mode: Mode, environ: dict[str, str] | None = None) -> Settings:
-    """Read and check the settings for a mode, raising SettingsError with every problem."""
+def load_settings(mode: Mode, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and check the settings for a mode; SettingsError lists every problem."""
+    env = dict(os.environ if environ is None else environ)
     problems: list[str] = []
+    settings: Settings | None = None
     try:
-        if environ is None:
-            settings = Settings()
-        else:
-            settings = Settings.model_validate(environ)
+        settings = Settings.model_validate(env)
     except ValidationError as error:
         for item in error.errors():
             variable = str(item["loc"][0]) if item["loc"] else "environment"
             message = item["msg"].removeprefix("Value error, ")
             problems.append(f"{variable}: {message} (got {_shown(item.get('input'))})")
-        raise SettingsError(problems) from None
 
     if mode != "demo":
-        if settings.slack_bot_token is None:
-            problems.append("SLACK_BOT_TOKEN: missing; set it to the bot token (xoxb-...)")
-        if settings.northflank_api_token is None:
-            problems.append(
-                "NORTHFLANK_API_TOKEN: missing; set it to a Northflank API token"
-            )
-        if not settings.socket_mode and settings.slack_signing_secret is None:
-            problems.append(
-                "SLACK_SIGNING_SECRET: missing; set it to the app's signing secret, "
-                "or set SLACK_APP_TOKEN to use Socket Mode"
-            )
-    if problems:
+        problems.extend(_missing_secrets(env))
+    if problems or settings is None:
         raise SettingsError(problems)
     return settings
+
+
+def _missing_secrets(env: Mapping[str, str]) -> list[str]:
+    missing = []
+    if not env.get("SLACK_BOT_TOKEN"):
+        missing.append("SLACK_BOT_TOKEN: missing; set it to the bot token (xoxb-...)")
+    if not env.get("NORTHFLANK_API_TOKEN"):
+        missing.append(
+            "NORTHFLANK_API_TOKEN: missing; set it to a Northflank API token"
+        )
+    if not env.get("SLACK_APP_TOKEN") and not env.get("SLACK_SIGNING_SECRET"):
+        missing.append(
+            "SLACK_SIGNING_SECRET: missing; set it to the app's signing secret, "
+            "or set SLACK_APP_TOKEN to use Socket Mode"
+        )
+    return missing
 
 
 def _shown(value: object) -> str:

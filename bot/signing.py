@@ -18,7 +18,9 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"v0={digest}"
 
 
-def signed_headers(secret: str, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    secret: str, body: bytes, *, timestamp: int | None = None
+) -> dict[str, str]:
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     return {
         "X-Slack-Request-Timestamp": stamp,

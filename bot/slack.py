@@ -27,7 +27,8 @@ ADMIN_HINTS = {
     "or use the bot in a channel it is a member of.",
     "is_archived": "This channel is archived, so the bot cannot post in it.",
     "restricted_action": "A workspace admin has restricted posting in this channel.",
-    "missing_scope": "The Slack app lacks a scope it needs; reinstall it from app.yaml.",
+    "missing_scope": "The Slack app lacks a scope it needs; reinstall it from "
+    "app.yaml.",
     "invalid_auth": "The bot token is invalid; an admin must renew SLACK_BOT_TOKEN.",
     "token_revoked": "The bot token was revoked; an admin must reinstall the app.",
 }
@@ -102,7 +103,9 @@ class SlackSender:
         except SlackApiError as error:
             logger.warning(
                 "slack.ephemeral_failed user=%s channel=%s error=%s",
-                request.user_id, request.channel_id, _code(error),
+                request.user_id,
+                request.channel_id,
+                _code(error),
             )
             return False
         return True
@@ -139,11 +142,17 @@ class SlackSender:
 
     # -- channel messages ------------------------------------------------
 
-    async def post(self, channel_id: str, message: Message) -> str | None:
+    async def post(
+        self, channel_id: str, message: Message, *, thread_ts: str | None = None
+    ) -> str | None:
         """Post in a channel; raise SlackPostError when Slack rejects it."""
+        extra: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
         try:
             response = await self.client.chat_postMessage(
-                channel=channel_id, unfurl_links=False, unfurl_media=False,
+                channel=channel_id,
+                unfurl_links=False,
+                unfurl_media=False,
+                **extra,
                 **message.payload(),
             )
         except SlackApiError as error:
@@ -155,10 +164,15 @@ class SlackSender:
 
     async def update(self, channel_id: str, ts: str, message: Message) -> bool:
         try:
-            await self.client.chat_update(channel=channel_id, ts=ts, **message.payload())
+            await self.client.chat_update(
+                channel=channel_id, ts=ts, **message.payload()
+            )
         except SlackApiError as error:
             logger.warning(
-                "slack.update_failed channel=%s ts=%s error=%s", channel_id, ts, _code(error)
+                "slack.update_failed channel=%s ts=%s error=%s",
+                channel_id,
+                ts,
+                _code(error),
             )
             return False
         return True

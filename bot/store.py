@@ -8,6 +8,7 @@ it answers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -124,20 +125,22 @@ class Store:
                 fetched_at=float(entry["fetched_at"]),
             )
         except (ValueError, KeyError, TypeError):
-            logger.warning("cache.invalid_entry template=%s run=%s", template_id, run_id)
+            logger.warning(
+                "cache.invalid_entry template=%s run=%s", template_id, run_id
+            )
             return None
 
-    async def put_run(self, run: TemplateRun, *, fetched_at: float | None = None) -> None:
+    async def put_run(
+        self, run: TemplateRun, *, fetched_at: float | None = None
+    ) -> None:
         entry = {"run": run.to_cache(), "fetched_at": fetched_at or time.time()}
-        try:
+        with contextlib.suppress(RedisUnavailable):
             await self._call(
                 "set",
                 self.run_key("run", run.template_id, run.id),
                 json.dumps(entry),
                 ex=RUN_CACHE_TTL_SECONDS,
             )
-        except RedisUnavailable:
-            pass
 
     # -- abort lock -------------------------------------------------------
 
@@ -160,10 +163,8 @@ class Store:
     async def release_abort_lock(self, template_id: str, run_id: str) -> None:
         key = self.run_key("abort-lock", template_id, run_id)
         self._local_locks.pop(key, None)
-        try:
+        with contextlib.suppress(RedisUnavailable):
             await self._call("delete", key)
-        except RedisUnavailable:
-            pass
 
     def _acquire_local_lock(
         self, key: str, holder: LockHolder, ttl: float
@@ -198,17 +199,19 @@ class Store:
     async def put_usergroup_members(
         self, usergroup_id: str, members: set[str], *, ttl: int
     ) -> None:
-        try:
+        with contextlib.suppress(RedisUnavailable):
             await self._call(
-                "set", self.key("usergroup", usergroup_id), json.dumps(sorted(members)),
+                "set",
+                self.key("usergroup", usergroup_id),
+                json.dumps(sorted(members)),
                 ex=ttl,
             )
-        except RedisUnavailable:
-            pass
 
     # -- shared rate-limit budget -----------------------------------------
 
-    async def record_budget(self, remaining: int, reset_seconds: float, limit: int | None) -> None:
+    async def record_budget(
+        self, remaining: int, reset_seconds: float, limit: int | None
+    ) -> None:
         mapping = {
             "remaining": remaining,
             "reset_at": time.time() + reset_seconds,
@@ -247,18 +250,24 @@ class Store:
         """Return True the first time an Events API event id is seen."""
         try:
             return bool(
-                await self._call("set", self.key("event", event_id), "1", nx=True, ex=ttl)
+                await self._call(
+                    "set", self.key("event", event_id), "1", nx=True, ex=ttl
+                )
             )
         except RedisUnavailable:
             return True
-
 
     # -- followed runs and their leases --------------------------------
 
     async def save_watch(self, watch: dict[str, Any], *, ttl: float) -> None:
         name = f"{watch['template_id']}:{watch['run_id']}"
         try:
-            await self._call("set", self.key("watch", self.team, name), json.dumps(watch), px=int(ttl * 1000))
+            await self._call(
+                "set",
+                self.key("watch", self.team, name),
+                json.dumps(watch),
+                px=int(ttl * 1000),
+            )
             await self._call("sadd", self.key("watches", self.team), name)
         except RedisUnavailable:
             pass
@@ -289,21 +298,23 @@ class Store:
         except RedisUnavailable:
             pass
 
-    async def claim_lease(self, template_id: str, run_id: str, owner: str, *, ttl: float) -> bool | None:
+    async def claim_lease(
+        self, template_id: str, run_id: str, owner: str, *, ttl: float
+    ) -> bool | None:
         """Take or renew the follow lease; None when Redis cannot decide."""
         key = self.run_key("lease", template_id, run_id)
         try:
-            result = await self._call("eval", _CLAIM_LEASE, 1, key, owner, int(ttl * 1000))
+            result = await self._call(
+                "eval", _CLAIM_LEASE, 1, key, owner, int(ttl * 1000)
+            )
         except RedisUnavailable:
             return None
         return bool(result)
 
     async def release_lease(self, template_id: str, run_id: str, owner: str) -> None:
         key = self.run_key("lease", template_id, run_id)
-        try:
+        with contextlib.suppress(RedisUnavailable):
             await self._call("eval", _RELEASE_LEASE, 1, key, owner)
-        except RedisUnavailable:
-            pass
 
 
 # Take the lease when it is free or already ours, and extend it either way.
@@ -332,6 +343,8 @@ def _holder_from(raw: str | None) -> LockHolder | None:
         return None
     try:
         entry = json.loads(raw)
-        return LockHolder(user_id=str(entry["user_id"]), started_at=float(entry["started_at"]))
+        return LockHolder(
+            user_id=str(entry["user_id"]), started_at=float(entry["started_at"])
+        )
     except (ValueError, KeyError, TypeError):
         return None

@@ -21,7 +21,9 @@ class TaskRegistry:
         self._idle.set()
         self.accepting = True
 
-    def spawn(self, coroutine: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any] | None:
+    def spawn(
+        self, coroutine: Coroutine[Any, Any, Any], *, name: str
+    ) -> asyncio.Task[Any] | None:
         if not self.accepting:
             coroutine.close()
             logger.warning("tasks.rejected name=%s: shutting down", name)
@@ -41,7 +43,9 @@ class TaskRegistry:
         error = task.exception()
         if error is not None:
             logger.error(
-                "tasks.failed name=%s error=%s", task.get_name(), describe_exception(error)
+                "tasks.failed name=%s error=%s",
+                task.get_name(),
+                describe_exception(error),
             )
 
     def __len__(self) -> int:

@@ -10,11 +10,11 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot import render
 from bot.app import Services
 from bot.errors import NorthflankAPIError, NorthflankRateLimited, NorthflankServerError
-from bot.mrkdwn import code, escape
 from bot.models import TemplateRun
+from bot.mrkdwn import code, escape
 from bot.permissions import ABORT, READ
 from bot.render import ABORT_ACTION, CONCLUDED_WORDS, OPEN_ACTION, REFRESH_ACTION
-from bot.runs import AbortFailed, Aborted, AlreadyAborting, AlreadyConcluded, RunView
+from bot.runs import Aborted, AbortFailed, AlreadyAborting, AlreadyConcluded, RunView
 from bot.slack import SlackRequest
 from handlers.common import decode_run_value, request_from_action, spawn_job
 from handlers.summary import (
@@ -62,7 +62,9 @@ def _start(services: Services, body: dict[str, Any], name: str, handler: Any) ->
         if ids is None:
             logger.warning(
                 "action.invalid_value name=%s user=%s channel=%s",
-                name, request.user_id, request.channel_id,
+                name,
+                request.user_id,
+                request.channel_id,
             )
             text = INVALID_BUTTON.format(command=services.settings.command)
             await services.sender.reply(request, render.notice(text))
@@ -80,7 +82,9 @@ async def handle_abort(
     run_id: str,
 ) -> None:
     await services.access.require(
-        ABORT, user_id=request.user_id, channel_id=request.channel_id,
+        ABORT,
+        user_id=request.user_id,
+        channel_id=request.channel_id,
         template_id=template_id,
     )
     outcome = await services.runs.abort(template_id, run_id, user_id=request.user_id)
@@ -89,7 +93,9 @@ async def handle_abort(
         holder = f"<@{outcome.holder.user_id}>" if outcome.holder else "another user"
         await services.sender.reply(
             request,
-            render.notice(f"Run {code(run_id)} is already aborting, started by {holder}."),
+            render.notice(
+                f"Run {code(run_id)} is already aborting, started by {holder}."
+            ),
         )
         return
 
@@ -109,15 +115,22 @@ async def handle_abort(
     await _rewrite_card(services, request, body, run)
     if not run.is_concluded:
         await services.follower.follow(
-            template_id, run_id, channel_id=request.channel_id, message_ts=ts,
+            template_id,
+            run_id,
+            channel_id=request.channel_id,
+            message_ts=ts,
             aborted_by=request.user_id,
         )
 
 
-async def _show_concluded(services: Services, request: SlackRequest, run: TemplateRun) -> None:
+async def _show_concluded(
+    services: Services, request: SlackRequest, run: TemplateRun
+) -> None:
     word = CONCLUDED_WORDS.get(run.status, f"already {run.status}")
     card = render.run_card(
-        run, kind="status", note=f"This run {escape(word)}; no abort was sent.",
+        run,
+        kind="status",
+        note=f"This run {escape(word)}; no abort was sent.",
         run_url=services.run_url(run.template_id, run.id),
     )
     await services.sender.reply(request, card)
@@ -137,8 +150,8 @@ async def _report_failure(
     )
     if outcome.may_have_reached:
         headline = (
-            f":warning: The abort of run {code(run_id)} may have reached Northflank, but "
-            f"no answer came back. {reason} Press Refresh before trying again."
+            f":warning: The abort of run {code(run_id)} may have reached Northflank, "
+            f"but no answer came back. {reason} Press Refresh before trying again."
         )
     else:
         headline = (
@@ -151,14 +164,16 @@ async def _report_failure(
 
     # The run's state is now uncertain: show it as unknown instead of guessing.
     last = outcome.last_known.run if outcome.last_known else None
-    unknown = TemplateRun(
-        id=run_id,
-        templateId=template_id,
-        status="unknown",
-        concluded=False,
-        name=last.name if last else None,
-        createdAt=last.created_at if last else None,
-        updatedAt=last.updated_at if last else None,
+    unknown = TemplateRun.model_validate(
+        {
+            "id": run_id,
+            "templateId": template_id,
+            "status": "unknown",
+            "concluded": False,
+            "name": last.name if last else None,
+            "createdAt": last.created_at if last else None,
+            "updatedAt": last.updated_at if last else None,
+        }
     )
     note = (
         "The abort may have reached Northflank; press Refresh for the run's state."
@@ -180,11 +195,17 @@ async def _rewrite_card(
     )
     if not request.is_ephemeral and message.get("blocks"):
         blocks = render.run_list_without_button(message["blocks"], run.id, line)
-        rewritten = render.RawMessage(text=str(message.get("text") or "Template runs"), raw_blocks=blocks)
-        await services.sender.reply(request, rewritten, replace_original=True, in_channel=True)
+        rewritten = render.RawMessage(
+            text=str(message.get("text") or "Template runs"), raw_blocks=blocks
+        )
+        await services.sender.reply(
+            request, rewritten, replace_original=True, in_channel=True
+        )
         return
     card = render.run_card(
-        run, kind="status", note="Abort sent; the run summary is in the channel.",
+        run,
+        kind="status",
+        note="Abort sent; the run summary is in the channel.",
         run_url=services.run_url(run.template_id, run.id),
     )
     await services.sender.reply(request, card, replace_original=True)
@@ -198,7 +219,9 @@ async def handle_refresh(
     run_id: str,
 ) -> None:
     await services.access.require(
-        READ, user_id=request.user_id, channel_id=request.channel_id,
+        READ,
+        user_id=request.user_id,
+        channel_id=request.channel_id,
         template_id=template_id,
     )
     view: RunView = await services.runs.get_run(template_id, run_id)
@@ -208,10 +231,14 @@ async def handle_refresh(
         if not view.run.is_concluded and view.run.status == "aborting":
             note = note or FOLLOWING_NOTE
         message = summary_message(services, view.run, aborted_by=aborted_by, note=note)
-        await services.sender.reply(request, message, replace_original=True, in_channel=True)
+        await services.sender.reply(
+            request, message, replace_original=True, in_channel=True
+        )
         return
     card = render.run_card(
-        view.run, kind="status", note=view_note(view),
+        view.run,
+        kind="status",
+        note=view_note(view),
         run_url=services.run_url(template_id, run_id),
     )
     await services.sender.reply(request, card, replace_original=True)

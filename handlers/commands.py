@@ -28,7 +28,9 @@ def register(app: AsyncApp, services: Services) -> None:
         await handle_command(services, ack, body)
 
 
-async def handle_command(services: Services, ack: AsyncAck, body: dict[str, Any]) -> None:
+async def handle_command(
+    services: Services, ack: AsyncAck, body: dict[str, Any]
+) -> None:
     command_name = services.settings.command
     parsed = parse_command(str(body.get("text") or ""))
     request = request_from_command(body)
@@ -41,13 +43,19 @@ async def handle_command(services: Services, ack: AsyncAck, body: dict[str, Any]
         await _ack_with(ack, render.help_message(command_name, HELP_LINES))
         return
     if request is None:
-        await _ack_with(ack, render.notice(":warning: This command needs a user and a channel."))
+        await _ack_with(
+            ack, render.notice(":warning: This command needs a user and a channel.")
+        )
         return
 
     await ack()
     logger.info(
         "command.received name=%s user=%s channel=%s template=%s run=%s",
-        parsed.name, request.user_id, request.channel_id, parsed.template_id, parsed.run_id,
+        parsed.name,
+        request.user_id,
+        request.channel_id,
+        parsed.template_id,
+        parsed.run_id,
     )
 
     async def job() -> None:
@@ -56,7 +64,9 @@ async def handle_command(services: Services, ack: AsyncAck, body: dict[str, Any]
     spawn_job(services, request, f"command:{parsed.name}", job)
 
 
-async def run_command(services: Services, request: SlackRequest, command: Command) -> None:
+async def run_command(
+    services: Services, request: SlackRequest, command: Command
+) -> None:
     if command.name == "whoami":
         roles, groups = await services.access.roles_of(request.user_id)
         await services.sender.reply(
@@ -67,7 +77,9 @@ async def run_command(services: Services, request: SlackRequest, command: Comman
     assert command.template_id is not None
     if command.name == "runs":
         await services.access.require(
-            READ, user_id=request.user_id, channel_id=request.channel_id,
+            READ,
+            user_id=request.user_id,
+            channel_id=request.channel_id,
             template_id=command.template_id,
         )
         runs = await services.runs.list_active_runs(command.template_id)
@@ -80,14 +92,18 @@ async def run_command(services: Services, request: SlackRequest, command: Comman
     assert command.run_id is not None
     grant = ABORT if command.name == "abort" else READ
     await services.access.require(
-        grant, user_id=request.user_id, channel_id=request.channel_id,
+        grant,
+        user_id=request.user_id,
+        channel_id=request.channel_id,
         template_id=command.template_id,
     )
     view = await services.runs.get_run(command.template_id, command.run_id)
     run_url = services.run_url(command.template_id, command.run_id)
 
     if command.name == "status":
-        card = render.run_card(view.run, kind="status", note=view_note(view), run_url=run_url)
+        card = render.run_card(
+            view.run, kind="status", note=view_note(view), run_url=run_url
+        )
         await services.sender.reply(request, card)
         return
 

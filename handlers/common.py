@@ -88,13 +88,19 @@ def spawn_job(
         except BotError as error:
             logger.warning(
                 "job.failed name=%s user=%s channel=%s error=%s",
-                name, request.user_id, request.channel_id, type(error).__name__,
+                name,
+                request.user_id,
+                request.channel_id,
+                type(error).__name__,
             )
             await services.sender.reply(request, error_message(error))
         except Exception as error:
             logger.error(
-                "job.crashed name=%s user=%s channel=%s error=%s", name,
-                request.user_id, request.channel_id, describe_exception(error),
+                "job.crashed name=%s user=%s channel=%s error=%s",
+                name,
+                request.user_id,
+                request.channel_id,
+                describe_exception(error),
             )
             await services.sender.reply(request, render.notice(INTERNAL_ERROR))
 

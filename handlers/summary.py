@@ -9,8 +9,8 @@ from typing import Any
 from bot import render
 from bot.app import Services
 from bot.follower import Watch
-from bot.mrkdwn import escape
 from bot.models import TemplateRun
+from bot.mrkdwn import escape
 from bot.runs import RunView
 from bot.slack import SlackPostError, SlackRequest
 
@@ -79,7 +79,9 @@ async def publish_summary(
         )
     else:
         note = FOLLOWING_NOTE
-    message = summary_message(services, view.run, aborted_by=watch.aborted_by, note=note)
+    message = summary_message(
+        services, view.run, aborted_by=watch.aborted_by, note=note
+    )
     if watch.message_ts is not None:
         await services.sender.update(watch.channel_id, watch.message_ts, message)
     else:
@@ -88,7 +90,9 @@ async def publish_summary(
         except SlackPostError:
             logger.warning(
                 "summary.final_post_failed template=%s run=%s channel=%s",
-                watch.template_id, watch.run_id, watch.channel_id,
+                watch.template_id,
+                watch.run_id,
+                watch.channel_id,
             )
 
 

@@ -4,7 +4,6 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,8 +99,11 @@ async def bot(
 ) -> AsyncIterator[Harness]:
     caplog.set_level(logging.DEBUG)
     harness = await start_harness(
-        permissions=PERMISSIONS, redis_url=redis_url, northflank=northflank,
-        slack=slack, env=bot_env,
+        permissions=PERMISSIONS,
+        redis_url=redis_url,
+        northflank=northflank,
+        slack=slack,
+        env=bot_env,
     )
     try:
         yield harness
@@ -118,7 +120,9 @@ def assert_no_secret_leaked(slack: SlackStandIn, log_text: str) -> None:
         assert SECRET_MARKER not in repr(body), "a token reached a response_url body"
 
 
-def last_visible(slack: SlackStandIn, user: str, channel: str = CHANNEL) -> SlackMessage:
+def last_visible(
+    slack: SlackStandIn, user: str, channel: str = CHANNEL
+) -> SlackMessage:
     messages = slack.visible_to(user, channel)
     assert messages, f"no message visible to {user}"
     return messages[-1]

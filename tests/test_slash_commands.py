@@ -29,8 +29,13 @@ async def test_help_answers_in_the_ack(bot: Harness) -> None:
     assert reply.body is not None
     assert reply.body["response_type"] == "ephemeral"
     text = shown(reply.body["blocks"])
-    for subcommand in ("help", "whoami", "runs <templateId>", "status <templateId> <runId>",
-                       "abort <templateId> <runId>"):
+    for subcommand in (
+        "help",
+        "whoami",
+        "runs <templateId>",
+        "status <templateId> <runId>",
+        "abort <templateId> <runId>",
+    ):
         assert f"/nf {subcommand}" in text
     assert bot.northflank.requests == []
 
@@ -49,7 +54,10 @@ async def test_empty_text_shows_help(bot: Harness) -> None:
         ("runs", "needs a template id"),
         ("status nightly-backup", "needs a template id and a run id"),
         ("abort ../etc 3dd592f6-ce63-45ee-acf8-13dc5ec5235c", "is not a template id"),
-        ("abort nightly-backup 3dd592f6-ce63-45ee-acf8-13dc5ec5235c/../x", "is not a run id"),
+        (
+            "abort nightly-backup 3dd592f6-ce63-45ee-acf8-13dc5ec5235c/../x",
+            "is not a run id",
+        ),
         ("status nightly-backup %2F..%2F", "is not a run id"),
         ("whoami please", "takes no arguments"),
     ],
@@ -194,7 +202,9 @@ async def test_status_shows_unknown_status_as_is(bot: Harness) -> None:
 async def test_abort_command_shows_confirmation(bot: Harness) -> None:
     run_id = bot.northflank.add_run(TEMPLATE, status="running")
 
-    await bot.slack.command(f"abort {TEMPLATE} {run_id}", user=RESPONDER, channel=CHANNEL)
+    await bot.slack.command(
+        f"abort {TEMPLATE} {run_id}", user=RESPONDER, channel=CHANNEL
+    )
     await bot.settle()
 
     [card] = ephemeral_for(bot.slack, RESPONDER)
@@ -205,13 +215,18 @@ async def test_abort_command_shows_confirmation(bot: Harness) -> None:
 
 @pytest.mark.parametrize(
     ("status", "word"),
-    [("aborted", "already aborted"), ("success", "already succeeded"),
-     ("failure", "already failed")],
+    [
+        ("aborted", "already aborted"),
+        ("success", "already succeeded"),
+        ("failure", "already failed"),
+    ],
 )
 async def test_abort_of_concluded_run(bot: Harness, status: str, word: str) -> None:
     run_id = bot.northflank.add_run(TEMPLATE, status=status)
 
-    await bot.slack.command(f"abort {TEMPLATE} {run_id}", user=RESPONDER, channel=CHANNEL)
+    await bot.slack.command(
+        f"abort {TEMPLATE} {run_id}", user=RESPONDER, channel=CHANNEL
+    )
     await bot.settle()
 
     [answer] = ephemeral_for(bot.slack, RESPONDER)
@@ -234,7 +249,9 @@ async def test_abort_denied_for_viewer(bot: Harness) -> None:
 async def test_scoped_role_denied_other_template(bot: Harness) -> None:
     run_id = bot.northflank.add_run("db-migration", status="running")
 
-    await bot.slack.command(f"status db-migration {run_id}", user=SCOPED, channel=CHANNEL)
+    await bot.slack.command(
+        f"status db-migration {run_id}", user=SCOPED, channel=CHANNEL
+    )
     await bot.settle()
 
     [answer] = ephemeral_for(bot.slack, SCOPED)
@@ -245,7 +262,9 @@ async def test_scoped_role_denied_other_template(bot: Harness) -> None:
 async def test_scoped_role_denied_other_channel(bot: Harness) -> None:
     run_id = bot.northflank.add_run(TEMPLATE, status="running")
 
-    await bot.slack.command(f"status {TEMPLATE} {run_id}", user=SCOPED, channel=OTHER_CHANNEL)
+    await bot.slack.command(
+        f"status {TEMPLATE} {run_id}", user=SCOPED, channel=OTHER_CHANNEL
+    )
     await bot.settle()
 
     [answer] = [m for m in bot.slack.messages if m.user == SCOPED]
@@ -278,7 +297,9 @@ async def test_usergroup_members_are_cached(bot: Harness) -> None:
     run_id = bot.northflank.add_run(TEMPLATE, status="running")
 
     for _ in range(3):
-        await bot.slack.command(f"status {TEMPLATE} {run_id}", user=ONCALL, channel=CHANNEL)
+        await bot.slack.command(
+            f"status {TEMPLATE} {run_id}", user=ONCALL, channel=CHANNEL
+        )
         await bot.settle()
 
     assert len(ephemeral_for(bot.slack, ONCALL)) == 3

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from bot.app import Services, create_services
 from bot.permissions import PermissionMap, parse_permissions
 from bot.sandbox.northflank import NorthflankSandbox
 from bot.sandbox.slack import SlackStandIn
-from bot.server import BotServer, bind_socket, uvicorn_server
+from bot.server import BotProcess
 from bot.settings import load_settings
 
 
@@ -23,10 +20,11 @@ class Harness:
     northflank: NorthflankSandbox
     slack: SlackStandIn
     services: Services
-    server: BotServer
-    port: int
-    _uvicorn: uvicorn.Server
-    _task: asyncio.Task[None]
+    process: BotProcess
+
+    @property
+    def port(self) -> int:
+        return self.process.port
 
     @property
     def url(self) -> str:
@@ -37,8 +35,7 @@ class Harness:
         await self.services.tasks.wait_idle(timeout)
 
     async def stop(self) -> None:
-        self._uvicorn.should_exit = True
-        await asyncio.wait_for(self._task, 30)
+        await self.process.stop()
         await self.slack.stop()
         await self.northflank.stop()
 
@@ -87,14 +84,11 @@ async def start_harness(
         permissions = parse_permissions(permissions)
 
     services = await create_services(settings, permissions)
-    server = BotServer(services)
-    sock = bind_socket(settings.host, settings.port)
-    port = sock.getsockname()[1]
-    runner = uvicorn_server(server)
-    task = asyncio.get_running_loop().create_task(runner.serve(sockets=[sock]))
-    while not runner.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
-    return Harness(northflank, slack, services, server, port, runner, task)
+    process = BotProcess(services)
+    try:
+        await process.start()
+    except BaseException:
+        await services.aclose()
+        raise
+    slack.bot_url = f"http://127.0.0.1:{process.port}/slack/events"
+    return Harness(northflank, slack, services, process)

@@ -84,7 +84,9 @@ class NorthflankSandbox:
         extra: dict[str, Any] | None = None,
     ) -> str:
         run_id = run_id or str(uuid.uuid4())
-        template = self.templates.get(template_id, {"name": template_id, "description": ""})
+        template = self.templates.get(
+            template_id, {"name": template_id, "description": ""}
+        )
         stamp = created_at or _timestamp(time.time() - 600)
         run = {
             "id": run_id,
@@ -125,8 +127,14 @@ class NorthflankSandbox:
         """Answer the next `times` matching requests with a fault."""
         self.faults.append(
             Fault(
-                method=method.upper(), pattern=re.compile(path_pattern), status=status,
-                times=times, delay=delay, body=body, headers=headers or {}, drop=drop,
+                method=method.upper(),
+                pattern=re.compile(path_pattern),
+                status=status,
+                times=times,
+                delay=delay,
+                body=body,
+                headers=headers or {},
+                drop=drop,
             )
         )
 
@@ -148,13 +156,11 @@ class NorthflankSandbox:
     async def start(self, port: int = 0) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -182,7 +188,9 @@ class NorthflankSandbox:
                 return web.Response(status=500)
             if fault.status < 400:
                 return await self._route(request)
-            return self._error(fault.status, "injected fault", headers=fault.headers, body=fault.body)
+            return self._error(
+                fault.status, "injected fault", headers=fault.headers, body=fault.body
+            )
 
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return self._error(401, "Unauthorized: invalid or missing API token")
@@ -203,7 +211,9 @@ class NorthflankSandbox:
             if request.method != "GET":
                 return self._error(405, "Method not allowed")
             templates = [{"id": t, **v} for t, v in sorted(self.templates.items())]
-            return self._ok({"templates": templates}, pagination=True, count=len(templates))
+            return self._ok(
+                {"templates": templates}, pagination=True, count=len(templates)
+            )
         if template_id not in self.templates:
             return self._error(404, f"Template {template_id} not found")
         if run_id is None:
@@ -232,13 +242,18 @@ class NorthflankSandbox:
         per_page = min(100, int(query.get("per_page", 50) or 50))
         page = runs[:per_page]
         return self._ok(
-            {"runs": page}, pagination=True, has_next=len(runs) > per_page, count=len(page)
+            {"runs": page},
+            pagination=True,
+            has_next=len(runs) > per_page,
+            count=len(page),
         )
 
     def _abort(self, key: tuple[str, str]) -> web.Response:
         run = self.runs[key]
         if run["concluded"]:
-            return self._error(409, f"Template run has already concluded ({run['status']})")
+            return self._error(
+                409, f"Template run has already concluded ({run['status']})"
+            )
         if run["status"] != "aborting":
             run["status"] = "aborting"
             run["updatedAt"] = _timestamp(time.time())
@@ -256,7 +271,11 @@ class NorthflankSandbox:
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self.faults:
-            if fault.times > 0 and fault.method in (method, "*") and fault.pattern.search(path):
+            if (
+                fault.times > 0
+                and fault.method in (method, "*")
+                and fault.pattern.search(path)
+            ):
                 fault.times -= 1
                 return fault
         return None
@@ -276,23 +295,44 @@ class NorthflankSandbox:
         }
 
     def _ok(
-        self, data: Any, *, pagination: bool = False, has_next: bool = False, count: int = 0
+        self,
+        data: Any,
+        *,
+        pagination: bool = False,
+        has_next: bool = False,
+        count: int = 0,
     ) -> web.Response:
         body: dict[str, Any] = {"data": data}
         if pagination:
-            body["pagination"] = {"hasNextPage": has_next, "cursor": None, "count": count}
+            body["pagination"] = {
+                "hasNextPage": has_next,
+                "cursor": None,
+                "count": count,
+            }
         return web.json_response(body, headers=self._rate_headers())
 
     def _error(
-        self, status: int, message: str, *, headers: dict[str, str] | None = None,
+        self,
+        status: int,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
         body: Any = None,
     ) -> web.Response:
         merged = {**self._rate_headers(), **(headers or {})}
         if isinstance(body, str):
             return web.Response(status=status, text=body, headers=merged)
-        payload = body if body is not None else {
-            "error": {"status": status, "message": message, "id": f"err-{uuid.uuid4().hex[:8]}"}
-        }
+        payload = (
+            body
+            if body is not None
+            else {
+                "error": {
+                    "status": status,
+                    "message": message,
+                    "id": f"err-{uuid.uuid4().hex[:8]}",
+                }
+            }
+        )
         return web.json_response(payload, status=status, headers=merged)
 
 

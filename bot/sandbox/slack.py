@@ -58,7 +58,9 @@ class SlackMessage:
 
     def raw_text(self) -> str:
         """Return the fallback text and blocks as sent, mrkdwn escapes included."""
-        return json.dumps({"text": self.text, "blocks": self.blocks}, ensure_ascii=False)
+        return json.dumps(
+            {"text": self.text, "blocks": self.blocks}, ensure_ascii=False
+        )
 
     def all_text(self) -> str:
         """Return the text and blocks as a reader sees them, with escapes decoded."""
@@ -135,13 +137,11 @@ class SlackStandIn:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{token}", self._response_url)
         app.router.add_get("/socket", self._websocket)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         if self._socket is not None:
@@ -151,7 +151,9 @@ class SlackStandIn:
             await self._runner.cleanup()
             self._runner = None
 
-    def fail(self, method: str, error: str, *, times: int = 1, retry_after: int | None = None) -> None:
+    def fail(
+        self, method: str, error: str, *, times: int = 1, retry_after: int | None = None
+    ) -> None:
         """Answer the next `times` calls of a Web API method with an error."""
         self.faults.append(Fault(method, error, times, retry_after))
 
@@ -179,7 +181,9 @@ class SlackStandIn:
                     {"ok": False, "error": fault.error}, status=status, headers=headers
                 )
 
-        expected = self.app_token if method == "apps.connections.open" else self.bot_token
+        expected = (
+            self.app_token if method == "apps.connections.open" else self.bot_token
+        )
         if token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         handler = getattr(self, "_api_" + method.replace(".", "_"), None)
@@ -190,9 +194,13 @@ class SlackStandIn:
 
     async def _api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
-            "ok": True, "url": "https://sandbox.slack.invalid/", "team": "Sandbox",
-            "user": "northflank-aborts", "team_id": self.team_id,
-            "user_id": self.bot_user_id, "bot_id": "B0SANDBOX",
+            "ok": True,
+            "url": "https://sandbox.slack.invalid/",
+            "team": "Sandbox",
+            "user": "northflank-aborts",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": "B0SANDBOX",
         }
 
     async def _api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -201,8 +209,12 @@ class SlackStandIn:
             return {"ok": False, "error": "not_in_channel"}
         message = await self._add(
             SlackMessage(
-                channel=channel, ts=self._next_ts(), text=str(args.get("text") or ""),
-                blocks=_blocks(args), ephemeral=False, source="chat.postMessage",
+                channel=channel,
+                ts=self._next_ts(),
+                text=str(args.get("text") or ""),
+                blocks=_blocks(args),
+                ephemeral=False,
+                source="chat.postMessage",
             )
         )
         return {"ok": True, "channel": channel, "ts": message.ts}
@@ -220,8 +232,12 @@ class SlackStandIn:
             return {"ok": False, "error": "not_in_channel"}
         message = await self._add(
             SlackMessage(
-                channel=channel, ts=self._next_ts(), text=str(args.get("text") or ""),
-                blocks=_blocks(args), ephemeral=True, user=str(args.get("user")),
+                channel=channel,
+                ts=self._next_ts(),
+                text=str(args.get("text") or ""),
+                blocks=_blocks(args),
+                ephemeral=True,
+                user=str(args.get("user")),
                 source="chat.postEphemeral",
             )
         )
@@ -262,8 +278,12 @@ class SlackStandIn:
         in_channel = body.get("response_type") == "in_channel"
         await self._add(
             SlackMessage(
-                channel=target.channel, ts=self._next_ts(), text=text, blocks=blocks,
-                ephemeral=not in_channel, user=None if in_channel else target.user,
+                channel=target.channel,
+                ts=self._next_ts(),
+                text=text,
+                blocks=blocks,
+                ephemeral=not in_channel,
+                user=None if in_channel else target.user,
                 source="response_url",
             )
         )
@@ -293,16 +313,24 @@ class SlackStandIn:
         if reply.body and (reply.body.get("text") or reply.body.get("blocks")):
             await self._add(
                 SlackMessage(
-                    channel=channel, ts=self._next_ts(), text=str(reply.body.get("text") or ""),
+                    channel=channel,
+                    ts=self._next_ts(),
+                    text=str(reply.body.get("text") or ""),
                     blocks=list(reply.body.get("blocks") or []),
                     ephemeral=reply.body.get("response_type") != "in_channel",
-                    user=user, source="ack",
+                    user=user,
+                    source="ack",
                 )
             )
         return reply
 
     def click_payload(
-        self, message: SlackMessage, *, user: str, action_id: str, index: int = 0,
+        self,
+        message: SlackMessage,
+        *,
+        user: str,
+        action_id: str,
+        index: int = 0,
         value: str | None = None,
     ) -> dict[str, Any]:
         buttons = [b for b in message.buttons() if b.get("action_id") == action_id]
@@ -311,19 +339,28 @@ class SlackStandIn:
         button = buttons[index]
         return {
             "type": "block_actions",
-            "user": {"id": user, "username": self.user_names.get(user, user.lower()), "team_id": self.team_id},
+            "user": {
+                "id": user,
+                "username": self.user_names.get(user, user.lower()),
+                "team_id": self.team_id,
+            },
             "api_app_id": "A0SANDBOX",
             "token": "legacy-verification-token",
             "container": {
-                "type": "message", "message_ts": message.ts, "channel_id": message.channel,
+                "type": "message",
+                "message_ts": message.ts,
+                "channel_id": message.channel,
                 "is_ephemeral": message.ephemeral,
             },
             "trigger_id": f"{uuid.uuid4().int % 10**12}.trigger",
             "team": {"id": self.team_id, "domain": "sandbox"},
             "channel": {"id": message.channel, "name": "incident"},
             "message": {
-                "type": "message", "ts": message.ts, "text": message.text,
-                "blocks": message.blocks, "user": self.bot_user_id,
+                "type": "message",
+                "ts": message.ts,
+                "text": message.text,
+                "blocks": message.blocks,
+                "user": self.bot_user_id,
             },
             "response_url": self._response_url_for(message.channel, user, message.ts),
             "actions": [
@@ -339,7 +376,12 @@ class SlackStandIn:
         }
 
     async def click(
-        self, message: SlackMessage, *, user: str, action_id: str, index: int = 0,
+        self,
+        message: SlackMessage,
+        *,
+        user: str,
+        action_id: str,
+        index: int = 0,
         value: str | None = None,
     ) -> Reply:
         """Press a button of a message, as the given user."""
@@ -349,18 +391,33 @@ class SlackStandIn:
         return await self.send(urlencode({"payload": json.dumps(payload)}).encode())
 
     async def send(
-        self, body: bytes, *, headers: dict[str, str] | None = None,
-        timestamp: int | None = None, secret: str | None = None,
+        self,
+        body: bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+        secret: str | None = None,
     ) -> Reply:
         """POST a body to the bot, signed with the signing secret."""
         assert self.bot_url is not None, "set bot_url before sending requests"
-        signed = signed_headers(secret or self.signing_secret, body, timestamp=timestamp)
-        all_headers = {"Content-Type": "application/x-www-form-urlencoded", **signed, **(headers or {})}
+        signed = signed_headers(
+            secret or self.signing_secret, body, timestamp=timestamp
+        )
+        all_headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            **signed,
+            **(headers or {}),
+        }
         started = time.perf_counter()
-        response = await self._http.post(self.bot_url, content=body, headers=all_headers)
+        response = await self._http.post(
+            self.bot_url, content=body, headers=all_headers
+        )
         seconds = time.perf_counter() - started
         parsed = None
-        if response.headers.get("content-type", "").startswith("application/json") and response.content:
+        if (
+            response.headers.get("content-type", "").startswith("application/json")
+            and response.content
+        ):
             parsed = response.json()
         return Reply(response.status_code, parsed, response.text, seconds)
 
@@ -370,7 +427,13 @@ class SlackStandIn:
         socket = web.WebSocketResponse()
         await socket.prepare(request)
         self._socket = socket
-        await socket.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0SANDBOX"}})
+        await socket.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "connection_info": {"app_id": "A0SANDBOX"},
+            }
+        )
         self._socket_ready.set()
         async for frame in socket:
             if frame.type != WSMsgType.TEXT:
@@ -383,23 +446,40 @@ class SlackStandIn:
         return socket
 
     async def socket_command(
-        self, text: str, *, user: str, channel: str, command: str = "/nf", timeout: float = 10.0
+        self,
+        text: str,
+        *,
+        user: str,
+        channel: str,
+        command: str = "/nf",
+        timeout: float = 10.0,
     ) -> dict[str, Any]:
         """Push a slash command envelope over Socket Mode and return the ack."""
         await asyncio.wait_for(self._socket_ready.wait(), timeout)
         assert self._socket is not None
         envelope_id = str(uuid.uuid4())
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._acks[envelope_id] = future
         payload = {
-            "token": "legacy-verification-token", "team_id": self.team_id, "channel_id": channel,
-            "user_id": user, "command": command, "text": text, "api_app_id": "A0SANDBOX",
+            "token": "legacy-verification-token",
+            "team_id": self.team_id,
+            "channel_id": channel,
+            "user_id": user,
+            "command": command,
+            "text": text,
+            "api_app_id": "A0SANDBOX",
             "response_url": self._response_url_for(channel, user, None),
             "trigger_id": "1.trigger",
         }
         await self._socket.send_json(
-            {"envelope_id": envelope_id, "type": "slash_commands", "payload": payload,
-             "accepts_response_payload": True}
+            {
+                "envelope_id": envelope_id,
+                "type": "slash_commands",
+                "payload": payload,
+                "accepts_response_payload": True,
+            }
         )
         return await asyncio.wait_for(future, timeout)
 
@@ -413,13 +493,12 @@ class SlackStandIn:
 
     def visible_to(self, user: str, channel: str) -> list[SlackMessage]:
         return [
-            m for m in self.messages
+            m
+            for m in self.messages
             if m.channel == channel and (not m.ephemeral or m.user == user)
         ]
 
-    async def wait_for(
-        self, predicate: Any, *, timeout: float = 10.0
-    ) -> SlackMessage:
+    async def wait_for(self, predicate: Any, *, timeout: float = 10.0) -> SlackMessage:
         """Wait until some message satisfies `predicate`, and return it."""
         async with asyncio.timeout(timeout), self._changed:
             while True:
@@ -434,7 +513,9 @@ class SlackStandIn:
             self._changed.notify_all()
         return message
 
-    async def _edit(self, message: SlackMessage, text: str, blocks: list[dict[str, Any]]) -> None:
+    async def _edit(
+        self, message: SlackMessage, text: str, blocks: list[dict[str, Any]]
+    ) -> None:
         async with self._changed:
             message.history.append((message.text, message.blocks))
             message.text = text
@@ -462,3 +543,23 @@ def _blocks(args: dict[str, Any]) -> list[dict[str, Any]]:
     if isinstance(blocks, str):
         blocks = json.loads(blocks)
     return list(blocks)
+
+
+def event_body(
+    event: dict[str, Any], *, event_id: str, team_id: str = "T0SANDBOX"
+) -> bytes:
+    """Build an Events API callback body as Slack sends it."""
+    return json.dumps(
+        {
+            "token": "legacy-verification-token",
+            "team_id": team_id,
+            "api_app_id": "A0SANDBOX",
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "authorizations": [
+                {"team_id": team_id, "user_id": "U0BOTUSER", "is_bot": True}
+            ],
+        }
+    ).encode()

@@ -27,7 +27,10 @@ def plain(text: str, names: dict[str, str]) -> str:
 
 
 def describe(
-    message: SlackMessage, names: dict[str, str], *, buttons: list[tuple[SlackMessage, str, int]] | None = None
+    message: SlackMessage,
+    names: dict[str, str],
+    *,
+    buttons: list[tuple[SlackMessage, str, int]] | None = None,
 ) -> str:
     """Render a message; numbered buttons are appended to `buttons` when given."""
     where = "#" + names.get(message.channel, message.channel)
@@ -54,7 +57,9 @@ def describe(
                 number = f"{len(buttons)}"
             else:
                 number = "-"
-            style = " (danger, asks to confirm)" if element.get("style") == "danger" else ""
+            style = (
+                " (danger, asks to confirm)" if element.get("style") == "danger" else ""
+            )
             lines.append(f"│   [{number}] {label}{style}")
     if not message.blocks:
         lines.append("│ " + plain(message.text, names))
@@ -90,7 +95,7 @@ def _block_buttons(block: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _wrapped(text: str) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for paragraph in text.split("\n"):
         lines.extend("│ " + line for line in textwrap.wrap(paragraph, 96) or [""])
     return lines
