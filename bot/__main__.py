@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 
 from bot.logs import configure_logging, secrets_from_environment
@@ -67,6 +68,12 @@ def _serve() -> int:
     from bot.app import create_services
     from bot.server import serve
 
+    # uvicorn handles SIGTERM and SIGINT while it serves, then raises the
+    # signal again under the handler that was in place before. A no-op handler
+    # there lets a graceful shutdown end with exit status 0.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, _ignore_signal)
+
     async def run() -> None:
         services = await create_services(settings, permissions)
         try:
@@ -77,6 +84,10 @@ def _serve() -> int:
     asyncio.run(run())
     logger.info("bot.exited")
     return 0
+
+
+def _ignore_signal(number: int, frame: object) -> None:
+    logger.info("bot.signal_after_shutdown signal=%s", signal.Signals(number).name)
 
 
 if __name__ == "__main__":

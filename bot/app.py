@@ -89,6 +89,8 @@ async def create_services(settings: Settings, permissions: PermissionMap) -> Ser
         base_url=settings.northflank_api_base_url,
         token=_secret(settings.northflank_api_token),
         team_id=settings.northflank_team_id,
+        timeout=httpx.Timeout(settings.northflank_timeout, connect=3.0),
+        deadline=settings.northflank_deadline,
     )
     runs = RunService(
         northflank,
@@ -146,6 +148,7 @@ async def create_services(settings: Settings, permissions: PermissionMap) -> Ser
         interval=settings.watch_interval,
         timeout=settings.watch_timeout,
         publish=publish,
+        lease_margin=settings.northflank_deadline + 2.0,
     )
     return services
 

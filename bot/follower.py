@@ -24,8 +24,6 @@ from bot.tasks import TaskRegistry
 
 logger = logging.getLogger(__name__)
 
-# A lease outlives the next sleep by this margin, so a live holder never loses it.
-LEASE_MARGIN_SECONDS = 10.0
 MAX_POLL_INTERVAL_SECONDS = 60.0
 BACKOFF_FACTOR = 1.5
 
@@ -68,14 +66,19 @@ class Follower:
         interval: float,
         timeout: float,
         publish: Publisher,
+        lease_margin: float,
         replica_id: str | None = None,
     ) -> None:
+        """`lease_margin` is how long a lease outlives the next sleep; it must
+        exceed the longest poll (the Northflank client's deadline), so a live
+        holder never loses its lease."""
         self.runs = runs
         self.store = store
         self.tasks = tasks
         self.interval = interval
         self.timeout = timeout
         self.publish = publish
+        self.lease_margin = lease_margin
         self.replica_id = replica_id or uuid.uuid4().hex[:12]
         self._following: dict[tuple[str, str], Watch] = {}
         self._scanner: asyncio.Task[None] | None = None
@@ -109,7 +112,7 @@ class Follower:
             template_id,
             run_id,
             self.replica_id,
-            ttl=self.interval + LEASE_MARGIN_SECONDS,
+            ttl=self.interval + self.lease_margin,
         )
         if claimed is False:
             return
@@ -143,7 +146,7 @@ class Follower:
                     watch.template_id,
                     watch.run_id,
                     self.replica_id,
-                    ttl=sleep_for + LEASE_MARGIN_SECONDS,
+                    ttl=sleep_for + self.lease_margin,
                 )
                 if claimed is False:
                     logger.info(
@@ -244,7 +247,7 @@ class Follower:
                 watch.template_id,
                 watch.run_id,
                 self.replica_id,
-                ttl=self.interval + LEASE_MARGIN_SECONDS,
+                ttl=self.interval + self.lease_margin,
             )
             if claimed:
                 logger.info(

@@ -295,15 +295,20 @@ def _error_from(response: httpx.Response) -> NorthflankAPIError:
         if isinstance(envelope.get("id"), str):
             error_id = envelope["id"][:100]
     retry_after = None
-    if response.status_code in RETRY_STATUSES:
-        retry_after = _retry_after_from(response.headers)
+    if response.status_code == 429:
+        retry_after = _retry_after_from(
+            response.headers, ("retry-after", "x-ratelimit-reset")
+        )
+    elif response.status_code in RETRY_STATUSES:
+        # x-ratelimit-reset is the end of the rate-limit window, not a retry hint.
+        retry_after = _retry_after_from(response.headers, ("retry-after",))
     return api_error_for(
         response.status_code, message, error_id=error_id, retry_after=retry_after
     )
 
 
-def _retry_after_from(headers: httpx.Headers) -> float | None:
-    for name in ("retry-after", "x-ratelimit-reset"):
+def _retry_after_from(headers: httpx.Headers, names: tuple[str, ...]) -> float | None:
+    for name in names:
         value = headers.get(name)
         if value is None:
             continue

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     usergroup_cache_ttl: int = Field(
         300, ge=1, le=86400, alias="BOT_USERGROUP_CACHE_TTL"
     )
+    northflank_deadline: float = Field(
+        10.0, gt=0, le=120, alias="BOT_NORTHFLANK_DEADLINE"
+    )
+    northflank_timeout: float = Field(6.0, gt=0, le=120, alias="BOT_NORTHFLANK_TIMEOUT")
     rate_limit_reserve: int = Field(50, ge=0, le=100000, alias="BOT_RATE_LIMIT_RESERVE")
     shutdown_grace: float = Field(20.0, ge=0, le=600, alias="BOT_SHUTDOWN_GRACE")
     run_url_template: str | None = Field(None, alias="BOT_RUN_URL_TEMPLATE")

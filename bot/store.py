@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 # The run cache keeps entries much longer than the freshness window, so a
 # failed read can still fall back to the last known state, marked with its age.
 RUN_CACHE_TTL_SECONDS = 24 * 3600
+# Event ids remembered in process while Redis is down; Slack retries within minutes.
+LOCAL_EVENT_MEMORY = 10_000
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Store:
         self.up = True
         self._local_locks: dict[str, tuple[LockHolder, float]] = {}
         self._warned_fallback = False
+        self._local_events: OrderedDict[str, None] = OrderedDict()
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str, team: str) -> Store:
@@ -247,7 +251,11 @@ class Store:
     # -- event de-duplication ---------------------------------------------
 
     async def first_delivery(self, event_id: str, *, ttl: int = 3600) -> bool:
-        """Return True the first time an Events API event id is seen."""
+        """Return True the first time an Events API event id is seen.
+
+        While Redis is down the ids seen by this process are remembered instead,
+        so a retry that reaches another replica may then run twice.
+        """
         try:
             return bool(
                 await self._call(
@@ -255,6 +263,11 @@ class Store:
                 )
             )
         except RedisUnavailable:
+            if event_id in self._local_events:
+                return False
+            self._local_events[event_id] = None
+            while len(self._local_events) > LOCAL_EVENT_MEMORY:
+                self._local_events.popitem(last=False)
             return True
 
     # -- followed runs and their leases --------------------------------

@@ -19,6 +19,7 @@ from bot.slack import SlackRequest
 from handlers.common import decode_run_value, request_from_action, spawn_job
 from handlers.summary import (
     FOLLOWING_NOTE,
+    UNFOLLOWED_NOTE,
     aborted_by_in,
     post_summary,
     summary_message,
@@ -111,9 +112,15 @@ async def handle_abort(
     run = outcome.run
     note = None if run.is_concluded else FOLLOWING_NOTE
     summary = summary_message(services, run, aborted_by=request.user_id, note=note)
-    ts = await post_summary(services, request, summary)
+    unfollowed = summary_message(
+        services,
+        run,
+        aborted_by=request.user_id,
+        note=None if run.is_concluded else UNFOLLOWED_NOTE,
+    )
+    ts = await post_summary(services, request, summary, fallback=unfollowed)
     await _rewrite_card(services, request, body, run)
-    if not run.is_concluded:
+    if not run.is_concluded and ts is not None:
         await services.follower.follow(
             template_id,
             run_id,

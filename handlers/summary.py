@@ -17,6 +17,10 @@ from bot.slack import SlackPostError, SlackRequest
 logger = logging.getLogger(__name__)
 
 FOLLOWING_NOTE = "Following the run: this message updates when it has stopped."
+UNFOLLOWED_NOTE = (
+    "The bot cannot update this message, because it is not in the channel. "
+    "Press Refresh to see when the run has stopped."
+)
 _ABORTED_BY = re.compile(r"\*Aborted by\*\n<@([UW][A-Z0-9]{2,20})>")
 
 
@@ -49,17 +53,25 @@ def summary_message(
 
 
 async def post_summary(
-    services: Services, request: SlackRequest, message: render.Message
+    services: Services,
+    request: SlackRequest,
+    message: render.Message,
+    *,
+    fallback: render.Message | None = None,
 ) -> str | None:
-    """Post the summary in the channel; return its ts, or None if it went elsewhere."""
+    """Post the summary in the channel and return its ts.
+
+    When Slack rejects the post (the bot is not in the channel, say), the
+    `fallback` message, or `message`, goes through the response_url instead.
+    Such a message cannot be updated later, so None is returned and the user
+    is told what a workspace admin must do.
+    """
     try:
         return await services.sender.post(request.channel_id, message)
     except SlackPostError as error:
-        # The response_url can still show the summary in the channel, but it
-        # cannot be updated later, so the user learns how to fix the channel.
-        await services.sender.reply(request, message, in_channel=True)
-        await services.sender.ephemeral(
-            request, render.notice(f":information_source: {error.admin_hint()}")
+        await services.sender.reply(request, fallback or message, in_channel=True)
+        await services.sender.reply(
+            request, render.notice(f":information_source: {escape(error.admin_hint())}")
         )
         return None
 

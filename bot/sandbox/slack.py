@@ -383,12 +383,14 @@ class SlackStandIn:
         action_id: str,
         index: int = 0,
         value: str | None = None,
+        url: str | None = None,
     ) -> Reply:
         """Press a button of a message, as the given user."""
         payload = self.click_payload(
             message, user=user, action_id=action_id, index=index, value=value
         )
-        return await self.send(urlencode({"payload": json.dumps(payload)}).encode())
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        return await self.send(body, url=url)
 
     async def send(
         self,
@@ -397,9 +399,11 @@ class SlackStandIn:
         headers: dict[str, str] | None = None,
         timestamp: int | None = None,
         secret: str | None = None,
+        url: str | None = None,
     ) -> Reply:
-        """POST a body to the bot, signed with the signing secret."""
-        assert self.bot_url is not None, "set bot_url before sending requests"
+        """POST a body to the bot (`url`, else `bot_url`), signed with the secret."""
+        target = url or self.bot_url
+        assert target is not None, "set bot_url before sending requests"
         signed = signed_headers(
             secret or self.signing_secret, body, timestamp=timestamp
         )
@@ -409,9 +413,7 @@ class SlackStandIn:
             **(headers or {}),
         }
         started = time.perf_counter()
-        response = await self._http.post(
-            self.bot_url, content=body, headers=all_headers
-        )
+        response = await self._http.post(target, content=body, headers=all_headers)
         seconds = time.perf_counter() - started
         parsed = None
         if (
