@@ -16,8 +16,10 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import AccessControl
+from bot.audit import AuditLog
 from bot.follower import Follower
 from bot.logs import quiet_client_loggers
+from bot.metrics import Metrics
 from bot.northflank import NorthflankClient
 from bot.permissions import PermissionMap
 from bot.redis_server import EmbeddedRedis
@@ -46,6 +48,8 @@ class Services:
     slack_client: AsyncWebClient
     http: httpx.AsyncClient
     aiohttp_session: aiohttp.ClientSession
+    metrics: Metrics = field(default_factory=Metrics)
+    audit: AuditLog = None  # type: ignore[assignment]  # set by create_services
     embedded_redis: EmbeddedRedis | None = None
     closed: bool = field(default=False)
 
@@ -85,18 +89,21 @@ async def create_services(settings: Settings, permissions: PermissionMap) -> Ser
     await store.ping()
 
     tasks = TaskRegistry()
+    metrics = Metrics()
     northflank = NorthflankClient(
         base_url=settings.northflank_api_base_url,
         token=_secret(settings.northflank_api_token),
         team_id=settings.northflank_team_id,
         timeout=httpx.Timeout(settings.northflank_timeout, connect=3.0),
         deadline=settings.northflank_deadline,
+        on_call=metrics.observe_northflank,
     )
     runs = RunService(
         northflank,
         store,
         freshness=settings.cache_freshness,
         budget_reserve=settings.rate_limit_reserve,
+        metrics=metrics,
     )
     session = aiohttp.ClientSession()
     slack_client = AsyncWebClient(
@@ -135,6 +142,8 @@ async def create_services(settings: Settings, permissions: PermissionMap) -> Ser
         http=http,
         aiohttp_session=session,
         embedded_redis=embedded,
+        metrics=metrics,
+        audit=AuditLog(store, metrics, max_length=settings.audit_max_length),
     )
     from handlers.summary import publish_summary
 
@@ -149,6 +158,11 @@ async def create_services(settings: Settings, permissions: PermissionMap) -> Ser
         timeout=settings.watch_timeout,
         publish=publish,
         lease_margin=settings.northflank_deadline + 2.0,
+    )
+    metrics.bind_gauges(
+        redis_up=lambda: store.up,
+        in_flight=lambda: len(tasks),
+        followed=lambda: len(services.follower.following),
     )
     return services
 

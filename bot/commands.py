@@ -21,6 +21,7 @@ HELP_LINES: tuple[tuple[str, str], ...] = (
         "show a run's status to you, with a Refresh button",
     ),
     ("abort <templateId> <runId>", "show a run and a button that aborts it"),
+    ("audit [templateId]", "show the last 20 abort attempts, for one template or all"),
 )
 USAGE = {
     "help": "help",
@@ -28,11 +29,12 @@ USAGE = {
     "runs": "runs <templateId>",
     "status": "status <templateId> <runId>",
     "abort": "abort <templateId> <runId>",
+    "audit": "audit [templateId]",
 }
 # Usage lines without the command name; the handler prefixes BOT_COMMAND.
 GENERAL_USAGE = (
     "help | whoami | runs <templateId> | status <templateId> <runId> "
-    "| abort <templateId> <runId>"
+    "| abort <templateId> <runId> | audit [templateId]"
 )
 
 # Longer than any valid id plus a pasted URL; longer text is rejected unread.
@@ -101,12 +103,18 @@ def parse_command(text: str) -> Command | UsageProblem:
         return Command(name)
 
     # A pasted run URL carries both ids.
-    if len(arguments) == 1 and name != "runs":
+    if len(arguments) == 1 and name in ("status", "abort"):
         from_url = _ids_from_url(arguments[0])
         if from_url is not None:
             arguments = list(from_url)
 
-    expected = 1 if name == "runs" else 2
+    if name == "audit":
+        if not arguments:
+            return Command(name)
+        if len(arguments) > 1:
+            return UsageProblem("`audit` takes at most a template id.", usage)
+
+    expected = 1 if name in ("runs", "audit") else 2
     if len(arguments) != expected:
         wanted = "a template id" if expected == 1 else "a template id and a run id"
         return UsageProblem(f"`{name}` needs {wanted}.", usage)

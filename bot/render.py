@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -345,3 +345,33 @@ def _fallback(mrkdwn_text: str) -> str:
 
 def _utc(moment: Any) -> Any:
     return moment.astimezone(UTC) if moment is not None else None
+
+
+AUDIT_EMOJI = {
+    "requested": ":arrow_right:",
+    "denied": ":no_entry:",
+    "aborted": ":octagonal_sign:",
+    "failed": ":x:",
+    "skipped": ":fast_forward:",
+}
+
+
+def audit_message(entries: Sequence[Any], template_id: str | None) -> Message:
+    """List audit entries, newest first, one line each."""
+    scope = f"of {code(template_id)}" if template_id else "you may read here"
+    if not entries:
+        return notice(f"No abort attempts recorded on templates {scope}.")
+    lines = [f"*Last {len(entries)} abort attempts on templates {scope}*"]
+    for entry in entries:
+        moment = datetime.fromtimestamp(entry.at, tz=UTC)
+        line = (
+            f"{AUDIT_EMOJI.get(entry.outcome, '•')} {slack_date(moment)} "
+            f"*{escape(entry.outcome)}* <@{entry.user_id}> in <#{entry.channel_id}>: "
+            f"{code(entry.template_id, 80)} run {code(entry.run_id, 80)}"
+        )
+        if entry.detail:
+            line += f" ({escape_truncated(entry.detail, 120)})"
+        if entry.error_id:
+            line += f", Northflank error id {code(entry.error_id, 100)}"
+        lines.append(line)
+    return notice("\n".join(lines))

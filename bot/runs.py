@@ -14,6 +14,7 @@ from bot.errors import (
     NorthflankServerError,
     NorthflankUnavailable,
 )
+from bot.metrics import Metrics
 from bot.models import RunList, TemplateRun
 from bot.northflank import NorthflankClient, RateLimit
 from bot.store import LockHolder, Store
@@ -88,7 +89,9 @@ class RunService:
         *,
         freshness: float,
         budget_reserve: int,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.client = client
         self.store = store
         self.freshness = freshness
@@ -96,6 +99,8 @@ class RunService:
         client.on_rate_limit = self._record_rate_limit
 
     async def _record_rate_limit(self, rate_limit: RateLimit) -> None:
+        if self.metrics is not None:
+            self.metrics.rate_limit_remaining.set(rate_limit.remaining)
         await self.store.record_budget(
             rate_limit.remaining, rate_limit.reset_seconds, rate_limit.limit
         )

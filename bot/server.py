@@ -58,6 +58,11 @@ class BotServer:
             await self._slack_events(scope, receive, send)
         elif path == "/healthz" and method in ("GET", "HEAD"):
             await self._healthz(send)
+        elif path == "/metrics" and method in ("GET", "HEAD"):
+            metrics = self.services.metrics
+            await _respond(
+                send, 200, metrics.exposition(), content_type=metrics.content_type
+            )
         else:
             await _respond(send, 404, b"not found\n")
 
@@ -87,6 +92,7 @@ class BotServer:
         logger.info("server.stopped")
 
     async def _slack_events(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arrived = time.perf_counter()
         body = await _read_body(receive, MAX_BODY_BYTES)
         if body is None:
             await _respond(send, 413, b"body too large\n")
@@ -126,6 +132,7 @@ class BotServer:
             headers={name: [value] for name, value in headers.items()},
         )
         response = await self.bolt.async_dispatch(request)
+        kind = _request_kind(request.body)
         body_out = (
             response.body.encode("utf-8")
             if isinstance(response.body, str)
@@ -146,6 +153,9 @@ class BotServer:
             }
         )
         await send({"type": "http.response.body", "body": body_out})
+        self.services.metrics.ack_seconds.labels(kind=kind).observe(
+            time.perf_counter() - arrived
+        )
 
     async def _healthz(self, send: Send) -> None:
         redis_up = await self.services.store.ping()
@@ -164,6 +174,17 @@ class BotServer:
             json.dumps(status).encode() + b"\n",
             content_type="application/json",
         )
+
+
+def _request_kind(body: dict[str, Any]) -> str:
+    if "command" in body:
+        return "command"
+    kind = body.get("type")
+    if kind == "block_actions":
+        return "action"
+    if kind == "event_callback":
+        return "event"
+    return "other"
 
 
 def _event_id(text: str, content_type: str) -> str | None:

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         10.0, gt=0, le=120, alias="BOT_NORTHFLANK_DEADLINE"
     )
     northflank_timeout: float = Field(6.0, gt=0, le=120, alias="BOT_NORTHFLANK_TIMEOUT")
+    audit_max_length: int = Field(
+        10_000, ge=10, le=10_000_000, alias="BOT_AUDIT_MAXLEN"
+    )
     rate_limit_reserve: int = Field(50, ge=0, le=100000, alias="BOT_RATE_LIMIT_RESERVE")
     shutdown_grace: float = Field(20.0, ge=0, le=600, alias="BOT_SHUTDOWN_GRACE")
     run_url_template: str | None = Field(None, alias="BOT_RUN_URL_TEMPLATE")

@@ -270,6 +270,32 @@ class Store:
                 self._local_events.popitem(last=False)
             return True
 
+    # -- audit stream -----------------------------------------------------
+
+    async def append_audit(self, fields: dict[str, str], *, max_length: int) -> bool:
+        """Append to the audit stream, trimmed to about `max_length` entries."""
+        try:
+            await self._call(
+                "xadd",
+                self.key("audit", self.team),
+                fields,
+                maxlen=max_length,
+                approximate=False,
+            )
+        except RedisUnavailable:
+            return False
+        return True
+
+    async def read_audit(self, *, scan: int) -> list[dict[str, str]]:
+        """Return up to `scan` newest audit entries, newest first."""
+        try:
+            rows = await self._call(
+                "xrevrange", self.key("audit", self.team), count=scan
+            )
+        except RedisUnavailable:
+            return []
+        return [dict(fields) for _, fields in rows]
+
     # -- followed runs and their leases --------------------------------
 
     async def save_watch(self, watch: dict[str, Any], *, ttl: float) -> None:

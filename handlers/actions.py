@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -9,7 +10,12 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import render
 from bot.app import Services
-from bot.errors import NorthflankAPIError, NorthflankRateLimited, NorthflankServerError
+from bot.errors import (
+    NorthflankAPIError,
+    NorthflankRateLimited,
+    NorthflankServerError,
+    PermissionDenied,
+)
 from bot.models import TemplateRun
 from bot.mrkdwn import code, escape
 from bot.permissions import ABORT, READ
@@ -82,13 +88,26 @@ async def handle_abort(
     template_id: str,
     run_id: str,
 ) -> None:
-    await services.access.require(
-        ABORT,
+    audit = functools.partial(
+        services.audit.record,
         user_id=request.user_id,
         channel_id=request.channel_id,
         template_id=template_id,
+        run_id=run_id,
     )
+    try:
+        await services.access.require(
+            ABORT,
+            user_id=request.user_id,
+            channel_id=request.channel_id,
+            template_id=template_id,
+        )
+    except PermissionDenied:
+        await audit("denied", detail="abort button")
+        raise
+    await audit("requested")
     outcome = await services.runs.abort(template_id, run_id, user_id=request.user_id)
+    await _audit_outcome(audit, outcome)
 
     if isinstance(outcome, AlreadyAborting):
         holder = f"<@{outcome.holder.user_id}>" if outcome.holder else "another user"
@@ -128,6 +147,23 @@ async def handle_abort(
             message_ts=ts,
             aborted_by=request.user_id,
         )
+
+
+async def _audit_outcome(audit: Any, outcome: Any) -> None:
+    if isinstance(outcome, Aborted):
+        await audit("aborted", detail=f"status {outcome.run.status}")
+    elif isinstance(outcome, AbortFailed):
+        error = outcome.error
+        error_id = error.error_id if isinstance(error, NorthflankAPIError) else None
+        reached = "may have reached" if outcome.may_have_reached else "did not reach"
+        await audit(
+            "failed", error_id=error_id, detail=f"{type(error).__name__}, {reached}"
+        )
+    elif isinstance(outcome, AlreadyAborting):
+        holder = outcome.holder.user_id if outcome.holder else "unknown"
+        await audit("skipped", detail=f"already aborting, started by {holder}")
+    elif isinstance(outcome, AlreadyConcluded):
+        await audit("skipped", detail=f"already {outcome.run.status}")
 
 
 async def _show_concluded(

@@ -10,6 +10,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot import render
 from bot.app import Services
 from bot.commands import HELP_LINES, Command, UsageProblem, parse_command
+from bot.errors import PermissionDenied
 from bot.mrkdwn import code
 from bot.permissions import ABORT, READ
 from bot.render import CONCLUDED_WORDS
@@ -35,12 +36,15 @@ async def handle_command(
     parsed = parse_command(str(body.get("text") or ""))
     request = request_from_command(body)
 
+    counter = services.metrics.requests
     if isinstance(parsed, UsageProblem):
         message = render.usage_error(parsed.problem, f"{command_name} {parsed.usage}")
         await _ack_with(ack, message)
+        counter.labels(kind="command", name="invalid", outcome="usage").inc()
         return
     if parsed.name == "help":
         await _ack_with(ack, render.help_message(command_name, HELP_LINES))
+        counter.labels(kind="command", name="help", outcome="ok").inc()
         return
     if request is None:
         await _ack_with(
@@ -74,6 +78,10 @@ async def run_command(
         )
         return
 
+    if command.name == "audit":
+        await show_audit(services, request, command.template_id)
+        return
+
     assert command.template_id is not None
     if command.name == "runs":
         await services.access.require(
@@ -91,12 +99,24 @@ async def run_command(
 
     assert command.run_id is not None
     grant = ABORT if command.name == "abort" else READ
-    await services.access.require(
-        grant,
-        user_id=request.user_id,
-        channel_id=request.channel_id,
-        template_id=command.template_id,
-    )
+    try:
+        await services.access.require(
+            grant,
+            user_id=request.user_id,
+            channel_id=request.channel_id,
+            template_id=command.template_id,
+        )
+    except PermissionDenied:
+        if command.name == "abort":
+            await services.audit.record(
+                "denied",
+                user_id=request.user_id,
+                channel_id=request.channel_id,
+                template_id=command.template_id,
+                run_id=command.run_id,
+                detail="abort command",
+            )
+        raise
     view = await services.runs.get_run(command.template_id, command.run_id)
     run_url = services.run_url(command.template_id, command.run_id)
 
@@ -119,6 +139,43 @@ async def run_command(
         view.run, kind="confirm", note=view_note(view), run_url=run_url, with_abort=True
     )
     await services.sender.reply(request, card)
+
+
+AUDIT_ENTRIES_SHOWN = 20
+
+
+async def show_audit(
+    services: Services, request: SlackRequest, template_id: str | None
+) -> None:
+    """Show the newest abort attempts on templates the user may read here."""
+    if template_id is not None:
+        await services.access.require(
+            READ,
+            user_id=request.user_id,
+            channel_id=request.channel_id,
+            template_id=template_id,
+        )
+        entries = await services.audit.recent(
+            count=AUDIT_ENTRIES_SHOWN, template_ids={template_id}
+        )
+    else:
+        groups = await services.access.usergroups_of(request.user_id)
+        if not services.permissions.roles_of(request.user_id, groups):
+            raise PermissionDenied(request.user_id, READ, "*", request.channel_id)
+
+        def readable(entry_template: str) -> bool:
+            return services.permissions.allows(
+                READ,
+                user_id=request.user_id,
+                template_id=entry_template,
+                channel_id=request.channel_id,
+                usergroup_ids=groups,
+            )
+
+        entries = await services.audit.recent(
+            count=AUDIT_ENTRIES_SHOWN, allowed=readable
+        )
+    await services.sender.reply(request, render.audit_message(entries, template_id))
 
 
 async def _ack_with(ack: AsyncAck, message: render.Message) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from bot import ids, render
 from bot.app import Services
-from bot.errors import BotError
+from bot.errors import BotError, PermissionDenied
 from bot.logs import describe_exception
 from bot.mrkdwn import escape
 from bot.slack import SlackRequest
@@ -82,10 +82,18 @@ def spawn_job(
 ) -> None:
     """Run a listener's slow work after the ack; any failure answers the user."""
 
+    kind, _, short_name = name.partition(":")
+    counter = services.metrics.requests
+
     async def guarded() -> None:
+        outcome = "ok"
         try:
             await job()
+        except PermissionDenied as error:
+            outcome = "denied"
+            await services.sender.reply(request, error_message(error))
         except BotError as error:
+            outcome = "error"
             logger.warning(
                 "job.failed name=%s user=%s channel=%s error=%s",
                 name,
@@ -95,6 +103,7 @@ def spawn_job(
             )
             await services.sender.reply(request, error_message(error))
         except Exception as error:
+            outcome = "crashed"
             logger.error(
                 "job.crashed name=%s user=%s channel=%s error=%s",
                 name,
@@ -103,5 +112,7 @@ def spawn_job(
                 describe_exception(error),
             )
             await services.sender.reply(request, render.notice(INTERNAL_ERROR))
+        finally:
+            counter.labels(kind=kind, name=short_name, outcome=outcome).inc()
 
     services.tasks.spawn(guarded(), name=name)
