@@ -161,6 +161,11 @@ async def _scripted(harness: Harness, transcript: Transcript, run_id: str) -> in
     await harness.settle()
     transcript.show_new()
 
+    transcript.say(f"bob types: /nf audit {TEMPLATE_ID}")
+    await slack.command(f"audit {TEMPLATE_ID}", user=VIEWER, channel=CHANNEL)
+    await harness.settle()
+    transcript.show_new()
+
     transcript.say("bob types: /nf abort Nightly Backup")
     await slack.command("abort Nightly Backup", user=VIEWER, channel=CHANNEL)
     await harness.settle()

@@ -358,10 +358,10 @@ AUDIT_EMOJI = {
 
 def audit_message(entries: Sequence[Any], template_id: str | None) -> Message:
     """List audit entries, newest first, one line each."""
-    scope = f"of {code(template_id)}" if template_id else "you may read here"
+    scope = code(template_id) if template_id else "templates you may read here"
     if not entries:
-        return notice(f"No abort attempts recorded on templates {scope}.")
-    lines = [f"*Last {len(entries)} abort attempts on templates {scope}*"]
+        return notice(f"No abort attempts recorded on {scope}.")
+    lines = [f"*Last {len(entries)} abort attempts on {scope}*"]
     for entry in entries:
         moment = datetime.fromtimestamp(entry.at, tz=UTC)
         line = (
