@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # The demo prints a transcript and the check a checklist, so their logs
-    # show only warnings unless LOG_LEVEL asks for more.
+    # show only warnings unless LOG_LEVEL sets a lower level.
     configure_logging(
         default_level="WARNING" if args.command in ("demo", "check") else "INFO",
         secrets=secrets_from_environment(),

@@ -1,10 +1,12 @@
 """`python -m bot check`: check the settings and every service the bot needs.
 
 Prints one line per check: the status ("ok", "warn", "FAIL" or "skip"), the
-check's name, and what was found. A FAIL line says what to do about it. The
+check's name, and what was found. A FAIL line also states the fix. The
 network checks run concurrently, each bounded by a timeout, and none of them
-retries. The output never contains a token or a stack trace: every line is
-passed through the log redaction with the configured secrets.
+retries. Lines name errors by type and URLs without their credentials, so no
+token, password or stack trace is printed. Every line also goes through
+RedactionFilter with the configured secrets, which ignores values shorter than
+MIN_SECRET_LENGTH.
 """
 
 from __future__ import annotations
@@ -130,11 +132,11 @@ async def _run_network_checks(
 def check_settings(
     environ: dict[str, str] | None,
 ) -> tuple[Settings | None, list[CheckResult]]:
-    """Load the settings; return them (None when unusable) and their results.
+    """Load the settings and return them with one result line per problem.
 
-    When only a required token or secret is missing, the settings are still
-    returned, loaded as the demo loads them, so the checks that do not need
-    the missing value can run.
+    The settings are None when they cannot be loaded at all. When only a
+    required token or secret is missing, they are loaded as the demo loads
+    them, so the checks that do not need the missing value can still run.
     """
     try:
         settings = load_settings("check", environ)
@@ -208,7 +210,8 @@ async def check_redis(settings: Settings, *, timeout_seconds: float) -> CheckRes
             )
         return await _ping_redis(url, where, settings, timeout_seconds)
     finally:
-        # Stops the server only when no other process (a running bot) uses it.
+        # This shuts the server down only when no other process, such as a
+        # running bot, still uses it.
         await asyncio.to_thread(embedded.stop)
 
 
@@ -249,7 +252,7 @@ async def _ping_redis(
             f"PING to {where} failed; start Redis there, or fix the host, port and "
             "password in REDIS_URL (unset it to use the embedded server)",
         )
-    return CheckResult("ok", REDIS, f"{where} answered PING")
+    return CheckResult("ok", REDIS, f"{where} replied to PING")
 
 
 # -- Slack --------------------------------------------------------------------
@@ -266,7 +269,8 @@ async def check_slack(settings: Settings, *, timeout_seconds: float) -> CheckRes
     client = AsyncWebClient(
         token=token,
         base_url=settings.slack_api_url,
-        # slack_sdk takes whole seconds; the asyncio timeout below is exact.
+        # slack_sdk's timeout is in whole seconds, so the asyncio timeout below
+        # enforces the exact limit.
         timeout=max(1, math.ceil(timeout_seconds)),
         retry_handlers=[],
     )
@@ -277,7 +281,7 @@ async def check_slack(settings: Settings, *, timeout_seconds: float) -> CheckRes
         return CheckResult(
             "FAIL",
             SLACK_TOKEN,
-            f"auth.test got no answer from {api_url} within {timeout_seconds:g} s; "
+            f"auth.test got no response from {api_url} within {timeout_seconds:g} s; "
             "check SLACK_API_URL and the network",
         )
     except SlackApiError as error:
@@ -320,7 +324,7 @@ def _slack_error_detail(error: SlackApiError, api_url: str) -> str:
             "is installed in the workspace"
         )
     return (
-        f"{api_url} answered auth.test with HTTP {error.response.status_code} and no "
+        f"{api_url} returned HTTP {error.response.status_code} for auth.test with no "
         "Slack error code; check that SLACK_API_URL is the Slack Web API"
     )
 
@@ -370,7 +374,7 @@ async def check_northflank(
         return CheckResult(
             "FAIL",
             NORTHFLANK_TOKEN,
-            f"{api_url} did not answer with a JSON object; check that "
+            f"{api_url} did not respond with a JSON object; check that "
             "NORTHFLANK_API_BASE_URL is the Northflank API",
         )
     finally:
@@ -392,12 +396,12 @@ def _northflank_error_detail(error: NorthflankAPIError) -> str:
         return error.user_message()
     if isinstance(error, NorthflankForbidden):
         return (
-            f"Northflank answered 403 to listing templates; grant {READ!r} to the "
+            f"Northflank returned 403 for listing templates; grant {READ!r} to the "
             "API role of NORTHFLANK_API_TOKEN"
         )
     if isinstance(error, NorthflankNotFound):
         return (
-            "Northflank answered 404 to listing templates; check NORTHFLANK_TEAM_ID "
+            "Northflank returned 404 for listing templates; check NORTHFLANK_TEAM_ID "
             "and NORTHFLANK_API_BASE_URL"
         )
     return f"listing templates failed: {error.user_message()}"
@@ -409,7 +413,7 @@ def _northflank_error_detail(error: NorthflankAPIError) -> str:
 def _guarded_call(
     name: str, check: Callable[[Settings], CheckResult], settings: Settings
 ) -> CheckResult:
-    """Run a check; turn an error it did not expect into a FAIL line."""
+    """Run a check and turn an error it did not expect into a FAIL line."""
     try:
         return check(settings)
     except Exception as error:
@@ -417,7 +421,7 @@ def _guarded_call(
 
 
 async def _guarded(name: str, check: Awaitable[CheckResult]) -> CheckResult:
-    """Await a check; turn an error it did not expect into a FAIL line."""
+    """Await a check and turn an error it did not expect into a FAIL line."""
     try:
         return await check
     except Exception as error:
@@ -447,7 +451,12 @@ def display_url(url: str) -> str:
 
 def _url_passwords(settings: Settings) -> list[str]:
     passwords = []
-    for url in (settings.redis_url, settings.slack_api_url):
+    urls = (
+        settings.redis_url,
+        settings.slack_api_url,
+        settings.northflank_api_base_url,
+    )
+    for url in urls:
         if not url:
             continue
         try:

@@ -25,10 +25,15 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 REDACTED = "[redacted]"
+# Shorter values are not redacted, because replacing them would garble ordinary
+# words. Slack's signing secrets are 32 characters and its tokens are longer.
+MIN_SECRET_LENGTH = 6
 RATE_LIMIT_WINDOW_SECONDS = 60.0
 LOG_FORMATS = ("text", "json")
+# The name of the handler configure_logging installs, so a second call finds it.
+_HANDLER_NAME = "bot.logs"
 
-# The attributes every LogRecord has; any other attribute came from `extra=`.
+# Attributes that every LogRecord has. Any other attribute was set by `extra=`.
 _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
     "message",
     "asctime",
@@ -65,11 +70,12 @@ def configure_logging(
     rate_limit_window: float = RATE_LIMIT_WINDOW_SECONDS,
     clock: Callable[[], float] = time.monotonic,
 ) -> logging.Handler:
-    """Log to stderr; keep client libraries from logging URLs, bodies or tokens.
+    """Install the bot's log handler on the root logger and quiet client libraries.
 
-    LOG_LEVEL sets the root level and LOG_FORMAT picks "text" or "json", read
-    from `environ` (default: os.environ). An invalid value of either falls back
-    to the default with a warning. Calling this again replaces the handler it
+    The handler writes to `stream`, or to stderr when it is None. LOG_LEVEL
+    sets the root level and LOG_FORMAT picks "text" or "json", both read from
+    `environ` (default: os.environ). An invalid value of either falls back to
+    the default with a warning. Calling this again replaces the handler it
     installed before and leaves other handlers, such as pytest's, in place.
     Returns the installed handler.
     """
@@ -140,22 +146,22 @@ def secrets_from_environment(environ: Mapping[str, str] | None = None) -> list[s
 
 # -- filters ----------------------------------------------------------------
 
-_HANDLER_NAME = "bot.logs"
-
 
 class RedactionFilter(logging.Filter):
     """Replace each configured secret with "[redacted]" in a record.
 
     The message is formatted with its arguments first, so a secret passed as
     an argument is caught too. Exception text, stack text and string values
-    given with `extra=` are redacted as well. This is the last line of
-    defence: code should not log secrets in the first place.
+    given with `extra=` are redacted as well. Values shorter than
+    MIN_SECRET_LENGTH are ignored. This is the last line of defence: code
+    should not log secrets in the first place.
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
+        long_enough = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
         # Longest first, so a secret that contains another is replaced whole.
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets = sorted(long_enough, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
@@ -203,7 +209,8 @@ class RepeatFilter(logging.Filter):
     never reported, because only a later identical record reports them.
     """
 
-    # Keys kept at most; expired windows are dropped first when it is reached.
+    # The maximum number of keys. When it is reached, expired windows are
+    # dropped first, then the oldest ones.
     MAX_KEYS = 1024
 
     def __init__(
