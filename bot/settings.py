@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 Mode = Literal["http", "socket", "demo", "check"]
 
@@ -63,6 +67,19 @@ class Settings(BaseSettings):
     run_url_template: str | None = Field(None, alias="BOT_RUN_URL_TEMPLATE")
     host: str = Field("0.0.0.0", alias="HOST")
     port: int = Field(3000, ge=0, le=65535, alias="PORT")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings passes the environment in explicitly, so a caller's
+        # mapping is the only source and tests see exactly what they pass.
+        return (init_settings,)
 
     @field_validator("command")
     @classmethod

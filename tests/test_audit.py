@@ -67,7 +67,9 @@ async def test_denied_attempt_recorded(bot: Harness) -> None:
 async def test_denied_abort_command_recorded(bot: Harness) -> None:
     run_id = bot.northflank.add_run(TEMPLATE, status="running")
 
-    await bot.slack.command(f"abort {TEMPLATE} {run_id}", user=STRANGER, channel=CHANNEL)
+    await bot.slack.command(
+        f"abort {TEMPLATE} {run_id}", user=STRANGER, channel=CHANNEL
+    )
     await bot.settle()
 
     [entry] = await stream(bot)
@@ -105,7 +107,9 @@ async def test_duplicate_click_recorded_as_skipped(bot: Harness) -> None:
     assert outcomes == ["aborted", "requested", "requested", "skipped"]
 
 
-async def test_audit_log_line_per_event(bot: Harness, caplog: pytest.LogCaptureFixture) -> None:
+async def test_audit_log_line_per_event(
+    bot: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     bot.northflank.add_run(TEMPLATE, status="running")
     listing = await post_run_list(bot)
 
@@ -122,7 +126,10 @@ async def test_audit_log_line_per_event(bot: Harness, caplog: pytest.LogCaptureF
 async def test_stream_capped_by_length(bot: Harness, bot_env: dict[str, str]) -> None:
     for index in range(25):
         await bot.services.audit.record(
-            "denied", user_id=VIEWER, channel_id=CHANNEL, template_id=TEMPLATE,
+            "denied",
+            user_id=VIEWER,
+            channel_id=CHANNEL,
+            template_id=TEMPLATE,
             run_id=f"run-{index}",
         )
 
@@ -152,7 +159,10 @@ async def test_audit_command_lists_entries(bot: Harness) -> None:
 async def test_audit_without_template_filters_by_scope(bot: Harness) -> None:
     for template in (TEMPLATE, "db-migration"):
         await bot.services.audit.record(
-            "denied", user_id=VIEWER, channel_id=CHANNEL, template_id=template,
+            "denied",
+            user_id=VIEWER,
+            channel_id=CHANNEL,
+            template_id=template,
             run_id="3dd592f6-ce63-45ee-acf8-13dc5ec5235c",
         )
 
@@ -166,7 +176,11 @@ async def test_audit_without_template_filters_by_scope(bot: Harness) -> None:
 
 async def test_audit_denied_without_read(bot: Harness) -> None:
     await bot.services.audit.record(
-        "aborted", user_id=RESPONDER, channel_id=CHANNEL, template_id=TEMPLATE, run_id="x"
+        "aborted",
+        user_id=RESPONDER,
+        channel_id=CHANNEL,
+        template_id=TEMPLATE,
+        run_id="x",
     )
 
     await bot.slack.command(f"audit {TEMPLATE}", user=STRANGER, channel=CHANNEL)

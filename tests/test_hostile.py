@@ -61,7 +61,7 @@ async def test_normalised_text_stays_on_allowed_paths(bot: Harness) -> None:
         f"status Nightly-Backup {run_id.upper()}.",
         f"status \u2018nightly-backup\u2019 \u2018{run_id}\u2019",
         f"status nightly\u2011backup\u00a0{run_id}!",
-        f"runs `nightly-backup`",
+        "runs `nightly-backup`",
         f"abort nightly-backup {run_id}",
     ]
     for text in texts:

@@ -37,7 +37,9 @@ async def test_metrics_count_requests_and_calls(bot: Harness) -> None:
 
     requests = samples["nfbot_slack_requests_total"]
     assert requests[(("kind", "command"), ("name", "help"), ("outcome", "ok"))] == 1
-    assert requests[(("kind", "command"), ("name", "invalid"), ("outcome", "usage"))] == 1
+    assert (
+        requests[(("kind", "command"), ("name", "invalid"), ("outcome", "usage"))] == 1
+    )
     assert requests[(("kind", "command"), ("name", "status"), ("outcome", "ok"))] == 1
     assert requests[(("kind", "action"), ("name", "abort"), ("outcome", "ok"))] == 1
     calls = samples["nfbot_northflank_requests_total"]
@@ -45,7 +47,10 @@ async def test_metrics_count_requests_and_calls(bot: Harness) -> None:
     assert calls[(("endpoint", "list_runs"), ("status", "200"))] == 1
     assert samples["nfbot_ack_seconds_count"][(("kind", "command"),)] == 4
     assert samples["nfbot_ack_seconds_count"][(("kind", "action"),)] == 1
-    assert samples["nfbot_northflank_request_seconds_count"][(("endpoint", "abort_run"),)] == 1
+    assert (
+        samples["nfbot_northflank_request_seconds_count"][(("endpoint", "abort_run"),)]
+        == 1
+    )
     remaining = samples["nfbot_northflank_rate_limit_remaining"][()]
     assert 0 < remaining < 1000
     assert samples["nfbot_redis_up"][()] == 1
