@@ -1,4 +1,4 @@
-"""Parsing of slash command text into a command, or a usage answer."""
+"""Parsing of slash command text into a command, or a usage problem."""
 
 from __future__ import annotations
 

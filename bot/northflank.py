@@ -49,7 +49,7 @@ class NorthflankClient:
 
     Connect errors, timeouts, 429, 502, 503 and 504 are retried with
     exponential back-off and full jitter until `deadline` seconds have passed
-    since the call began, so a caller always gets an answer in bounded time.
+    since the call began, so every call ends in bounded time.
     """
 
     def __init__(

@@ -21,14 +21,14 @@ from bot.store import LockHolder, Store
 
 logger = logging.getLogger(__name__)
 
-# Aborts normally answer within seconds; the lock outlives the client's
+# Aborts normally complete within seconds; the lock outlives the client's
 # retry deadline so a slow abort is never sent twice.
 ABORT_LOCK_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
 class RunView:
-    """A run as the bot knows it, with where that knowledge came from."""
+    """A run's last known state, and where that state came from."""
 
     run: TemplateRun
     fetched_at: float
@@ -119,7 +119,7 @@ class RunService:
     ) -> RunView:
         """Return the run from a fresh cache entry, else from the API.
 
-        When the API cannot answer, or the shared budget is at its reserve,
+        When the API call fails, or the shared budget is at its reserve,
         the last cached state is returned with `stale_reason` set.
         """
         window = self.freshness if max_age is None else max_age

@@ -118,7 +118,7 @@ class BotServer:
         if event_id is not None and not await self.services.store.first_delivery(
             event_id
         ):
-            # Slack redelivers an event it thinks was missed; answer it once.
+            # Slack redelivers an event it thinks was missed; process it once.
             logger.info(
                 "slack.event_duplicate event=%s retry=%s",
                 event_id,

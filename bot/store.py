@@ -2,8 +2,8 @@
 
 Every operation degrades instead of failing when Redis is unreachable: reads
 become misses, the abort lock falls back to an in-process lock, and writes are
-skipped. The client reconnects on its own, so Redis is used again as soon as
-it answers.
+skipped. The client reconnects on its own, so Redis is used again as soon as it
+responds.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class Store:
         self.up = True
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Run a Redis command; raise RedisUnavailable when Redis cannot answer."""
+        """Run a Redis command; raise RedisUnavailable when Redis cannot respond."""
         try:
             result = await getattr(self.client, method)(*args, **kwargs)
         except (RedisError, OSError) as error:

@@ -80,7 +80,7 @@ def spawn_job(
     name: str,
     job: Callable[[], Awaitable[None]],
 ) -> None:
-    """Run a listener's slow work after the ack; any failure answers the user."""
+    """Run a listener's slow work after the ack; any failure is reported to the user."""
 
     kind, _, short_name = name.partition(":")
     counter = services.metrics.requests

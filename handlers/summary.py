@@ -63,8 +63,8 @@ async def post_summary(
 
     When Slack rejects the post (the bot is not in the channel, say), the
     `fallback` message, or `message`, goes through the response_url instead.
-    Such a message cannot be updated later, so None is returned and the user
-    is told what a workspace admin must do.
+    Such a message cannot be updated later, so None is returned, and the user
+    learns what a workspace admin must do.
     """
     try:
         return await services.sender.post(request.channel_id, message)

@@ -78,7 +78,7 @@ class _ResponseTarget:
 
 @dataclass
 class Reply:
-    """What the bot sent back on the HTTP request itself."""
+    """The bot's HTTP response to one request."""
 
     status: int
     body: dict[str, Any] | None
@@ -154,7 +154,7 @@ class SlackStandIn:
     def fail(
         self, method: str, error: str, *, times: int = 1, retry_after: int | None = None
     ) -> None:
-        """Answer the next `times` calls of a Web API method with an error."""
+        """Fail the next `times` calls of a Web API method with an error code."""
         self.faults.append(Fault(method, error, times, retry_after))
 
     def calls_to(self, method: str) -> list[ApiCall]:
