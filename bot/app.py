@@ -8,7 +8,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+from slack_bolt import BoltResponse
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -18,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.access import AccessControl
 from bot.audit import AuditLog
 from bot.follower import Follower
-from bot.logs import quiet_client_loggers
+from bot.logs import describe_exception, quiet_client_loggers
 from bot.metrics import Metrics
 from bot.northflank import NorthflankClient
 from bot.permissions import PermissionMap
@@ -121,6 +123,7 @@ async def create_services(settings: Settings, permissions: PermissionMap) -> Ser
         slack_client,
         http,
         response_url_hosts=_response_url_hosts(settings.slack_api_url),
+        secrets=tuple(settings.secret_values()),
     )
     access = AccessControl(
         permissions,
@@ -177,17 +180,45 @@ def build_bolt_app(services: Services) -> AsyncApp:
     """
     from handlers import actions, commands, events
 
+    bolt_logger = logging.getLogger("slack_bolt.AsyncApp")
+    if not any(isinstance(f, _SkipTokenNotice) for f in bolt_logger.filters):
+        bolt_logger.addFilter(_SkipTokenNotice())
     app = AsyncApp(
         client=services.slack_client,
         signing_secret="",
         request_verification_enabled=False,
         process_before_response=True,
-        logger=logging.getLogger("slack_bolt.AsyncApp"),
+        logger=bolt_logger,
     )
+
+    @app.error
+    async def on_error(error: Exception) -> BoltResponse | None:
+        # Replaces Bolt's handler, which logs the traceback and the message.
+        described = describe_exception(error)
+        if " at " not in described:
+            # Raised inside Bolt while it matched listeners: a malformed payload.
+            logger.warning(
+                "slack.request_rejected reason=malformed payload error=%s", described
+            )
+            return BoltResponse(status=400, body="malformed payload")
+        logger.error("bolt.listener_failed error=%s", described)
+        return None
+
     commands.register(app, services)
     actions.register(app, services)
     events.register(app, services)
     return app
+
+
+class _SkipTokenNotice(logging.Filter):
+    """Drop Bolt's notice that SLACK_BOT_TOKEN is unused when a client is given.
+
+    Bolt reads SLACK_BOT_TOKEN from the environment even when it is given a
+    client, and warns at every start although the client carries that token.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
 def _secret(value: object) -> str:

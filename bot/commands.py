@@ -117,6 +117,10 @@ def parse_command(text: str) -> Command | UsageProblem:
     expected = 1 if name in ("runs", "audit") else 2
     if len(arguments) != expected:
         wanted = "a template id" if expected == 1 else "a template id and a run id"
+        if len(arguments) > expected:
+            return UsageProblem(
+                f"`{name}` takes only {wanted}, but got {len(arguments)} words.", usage
+            )
         return UsageProblem(f"`{name}` needs {wanted}.", usage)
 
     template_id = _clean_id(arguments[0]).lower()
@@ -150,10 +154,20 @@ def _split(text: str) -> list[str]:
 
 
 def _clean_id(word: str) -> str:
-    """Unwrap a Slack link and strip quotes and trailing punctuation."""
+    """Unwrap a Slack auto-link and strip quotes and trailing punctuation.
+
+    Slack wraps text it turned into a link as `<http://text|text>`; only that
+    form is unwrapped. Mentions (`<@U…>`, `<#C…>`, `<!…>`) and links whose
+    label differs from their target are returned wrapped, so they fail the
+    id checks instead of passing their label off as an id.
+    """
     match = _SLACK_LINK.match(word)
     if match:
-        word = match.group(2) or match.group(1)
+        target, label = match.group(1), match.group(2)
+        bare = re.sub(r"^https?://", "", target).rstrip("/")
+        if label is None or label != bare:
+            return word
+        word = label
     word = word.strip(_QUOTES)
     while word and word[-1] in _TRAILING_PUNCTUATION:
         word = word[:-1]

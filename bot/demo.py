@@ -212,14 +212,17 @@ async def _interactive(harness: Harness, transcript: Transcript) -> int:
             continue
         if line.startswith("press "):
             try:
-                message, action_id, index = transcript.buttons[int(line[6:]) - 1]
+                number = int(line[6:])
+                if number < 1:
+                    raise IndexError(number)
+                message, action_id, index = transcript.buttons[number - 1]
             except (ValueError, IndexError):
                 print("no such button; press one of the numbers shown in brackets")
                 continue
             await harness.slack.click(
                 message, user=users[current], action_id=action_id, index=index
             )
-        elif line.startswith("/nf"):
+        elif line == "/nf" or line.startswith("/nf "):
             await harness.slack.command(
                 line[3:].strip(), user=users[current], channel=CHANNEL
             )

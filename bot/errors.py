@@ -104,17 +104,16 @@ class NorthflankConflict(NorthflankAPIError):
 class NorthflankRateLimited(NorthflankAPIError):
     def user_message(self) -> str:
         if self.retry_after is not None:
-            wait = max(1, round(self.retry_after))
             return (
                 "Northflank's rate limit is used up; try again in about "
-                f"{wait} seconds."
+                f"{describe_wait(self.retry_after)}."
             )
         return "Northflank's rate limit is used up; try again in a minute."
 
 
 class NorthflankServerError(NorthflankAPIError):
     def user_message(self) -> str:
-        return f"Northflank had an internal error (HTTP {self.status}); try again."
+        return f"Northflank had an internal error (HTTP {self.status})."
 
 
 class InvalidRunData(BotError):
@@ -138,6 +137,13 @@ class PermissionDenied(BotError):
             f"`{self.template_id}` in this channel. Ask an admin to map it to you "
             "in the bot's permission file."
         )
+
+
+def describe_wait(seconds: float) -> str:
+    """Say how long to wait in words: seconds below two minutes, else minutes."""
+    if seconds < 120:
+        return f"{max(1, round(seconds))} seconds"
+    return f"{round(seconds / 60)} minutes"
 
 
 _BY_STATUS: dict[int, type[NorthflankAPIError]] = {

@@ -80,6 +80,7 @@ class NorthflankClient:
             raise ValueError(f"invalid Northflank team id: {team_id!r}")
         self._prefix = f"/v1/teams/{_segment(team_id)}" if team_id else "/v1"
         self.team_id = team_id
+        self._token = token
         self.deadline = deadline
         self.max_attempts = max_attempts
         self.on_rate_limit = on_rate_limit
@@ -100,13 +101,13 @@ class NorthflankClient:
         """Abort a run. Repeating an abort is harmless, so the POST is retried."""
         path = self.run_path(template_id, run_id) + "/abort"
         body = await self._request("POST", path, endpoint="abort_run")
-        return _run_from(body)
+        return _matching(_run_from(body), template_id, run_id)
 
     async def get_run(self, template_id: str, run_id: str) -> TemplateRun:
         body = await self._request(
             "GET", self.run_path(template_id, run_id), endpoint="get_run"
         )
-        return _run_from(body)
+        return _matching(_run_from(body), template_id, run_id)
 
     async def list_runs(
         self, template_id: str, *, concluded: bool | None = False, per_page: int = 50
@@ -183,7 +184,7 @@ class NorthflankClient:
             if response.status_code < 400:
                 return _json_object(response)
 
-            api_error = _error_from(response)
+            api_error = _error_from(response, secret=self._token)
             if response.status_code not in RETRY_STATUSES:
                 raise api_error
             wait = _backoff(attempt)
@@ -281,7 +282,14 @@ def _run_from(body: dict[str, Any]) -> TemplateRun:
         raise InvalidRunData(f"run fields invalid: {fields}") from None
 
 
-def _error_from(response: httpx.Response) -> NorthflankAPIError:
+def _matching(run: TemplateRun, template_id: str, run_id: str) -> TemplateRun:
+    """Reject a run that is not the one requested, rather than show it as that run."""
+    if run.id != run_id or run.template_id != template_id:
+        raise InvalidRunData("the response describes a different run")
+    return run
+
+
+def _error_from(response: httpx.Response, *, secret: str) -> NorthflankAPIError:
     message: str | None = None
     error_id: str | None = None
     try:
@@ -292,6 +300,9 @@ def _error_from(response: httpx.Response) -> NorthflankAPIError:
         envelope = body["error"]
         if isinstance(envelope.get("message"), str):
             message = envelope["message"][:500]
+            if secret and secret in message:
+                # An API or proxy that echoes the token must not pass it on.
+                message = message.replace(secret, "[redacted]")
         if isinstance(envelope.get("id"), str):
             error_id = envelope["id"][:100]
     retry_after = None

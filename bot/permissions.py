@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,10 @@ ABORT = "Account > Templates > Runs > Abort"
 READ = "Account > Templates > General > Read"
 # The grants the bot checks, in Northflank's permission names.
 KNOWN_GRANTS = frozenset({ABORT, READ})
+
+
+# Template ids are lowercase slugs, so other characters in a pattern never match.
+_TEMPLATE_GLOB = re.compile(r"[a-z0-9*?\[\]!-]+")
 
 
 class PermissionFileError(Exception):
@@ -88,8 +93,15 @@ def load_permission_file(path: Path) -> PermissionMap:
         raise PermissionFileError(
             f"BOT_PERMISSIONS_FILE: cannot read {path}: {error.strerror}"
         ) from None
+    except UnicodeDecodeError as error:
+        raise PermissionFileError(
+            f"BOT_PERMISSIONS_FILE: {path} is not UTF-8 text (invalid byte at "
+            f"offset {error.start}); save it as UTF-8 YAML"
+        ) from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as error:
+        raise PermissionFileError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -103,6 +115,30 @@ def load_permission_file(path: Path) -> PermissionMap:
             path,
         )
     return permissions
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects a key given twice in one mapping.
+
+    PyYAML keeps the last of two equal keys, so a second `users:` block would
+    silently drop every grant of the first.
+    """
+
+    def construct_mapping(
+        self, node: yaml.MappingNode, deep: bool = False
+    ) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise _DuplicateKey(f"key {key!r} appears twice (line {line})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_permissions(document: Any, *, source: str = "permissions") -> PermissionMap:
@@ -161,6 +197,18 @@ def _parse_roles(raw: Any, source: str) -> dict[str, Role]:
                 )
         templates = _string_list(body.get("templates", ["*"]), f"{where}.templates")
         channels = _string_list(body.get("channels", ["*"]), f"{where}.channels")
+        for key, values in (("templates", templates), ("channels", channels)):
+            if not values:
+                raise PermissionFileError(
+                    f"{where}.{key} is empty, so the role would apply nowhere; "
+                    'list patterns, or ["*"] for all'
+                )
+        for pattern in templates:
+            if not _TEMPLATE_GLOB.fullmatch(pattern):
+                raise PermissionFileError(
+                    f"{where}.templates: {pattern!r} can never match a template id; "
+                    "use lowercase letters, digits, hyphens and the wildcards * ? [ ]"
+                )
         for channel in channels:
             if channel != "*" and not ids.is_slack_channel_id(channel):
                 raise PermissionFileError(

@@ -7,6 +7,7 @@ Slack's limits here, so the models never reject a message at send time.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -261,7 +262,7 @@ def run_card(
     header = {
         "confirm": "Abort this template run?",
         "status": "Template run status",
-    }.get(kind, f"Template run {run.status}")
+    }.get(kind, f"Template run {escape_truncated(run.status, 60)}")
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=truncate(header, MAX_HEADER_TEXT)))
     ]
@@ -325,6 +326,8 @@ def run_list_without_button(
     """Rewrite a posted run list so the given run's section has no Abort button."""
     rewritten = []
     for block in blocks[:MAX_BLOCKS]:
+        if not isinstance(block, dict):
+            continue
         if block.get("block_id") == f"run:{run_id}":
             block = {
                 "type": "section",
@@ -340,13 +343,14 @@ def _join(first: str | None, second: str) -> str:
 
 
 def _fallback(mrkdwn_text: str) -> str:
-    return truncate(mrkdwn_text.replace("*", ""), MAX_FALLBACK_TEXT)
+    return truncate(mrkdwn_text, MAX_FALLBACK_TEXT)
 
 
 def _utc(moment: Any) -> Any:
     return moment.astimezone(UTC) if moment is not None else None
 
 
+_SLACK_USER_ID = re.compile(r"\b[UW][A-Z0-9]{2,20}\b")
 AUDIT_EMOJI = {
     "requested": ":arrow_right:",
     "denied": ":no_entry:",
@@ -370,7 +374,8 @@ def audit_message(entries: Sequence[Any], template_id: str | None) -> Message:
             f"{code(entry.template_id, 80)} run {code(entry.run_id, 80)}"
         )
         if entry.detail:
-            line += f" ({escape_truncated(entry.detail, 120)})"
+            detail = escape_truncated(entry.detail, 120)
+            line += " (" + _SLACK_USER_ID.sub(r"<@\g<0>>", detail) + ")"
         if entry.error_id:
             line += f", Northflank error id {code(entry.error_id, 100)}"
         lines.append(line)

@@ -13,6 +13,7 @@ from bot.errors import (
     NorthflankRateLimited,
     NorthflankServerError,
     NorthflankUnavailable,
+    describe_wait,
 )
 from bot.metrics import Metrics
 from bot.models import RunList, TemplateRun
@@ -74,10 +75,9 @@ class BudgetExhausted(NorthflankRateLimited):
         )
 
     def user_message(self) -> str:
-        wait = max(1, round(self.retry_after or 60))
         return (
             "The bot is saving Northflank's shared request budget for aborts; "
-            f"reads resume in about {wait} seconds."
+            f"reads resume in about {describe_wait(self.retry_after or 60)}."
         )
 
 

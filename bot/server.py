@@ -17,6 +17,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot import __version__, signing
 from bot.app import Services, build_bolt_app
+from bot.logs import describe_exception
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,12 @@ class BotServer:
             if method != "POST":
                 await _respond(send, 405, b"method not allowed\n", allow="POST")
                 return
-            await self._slack_events(scope, receive, send)
+            try:
+                await self._slack_events(scope, receive, send)
+            except Exception as error:
+                # Logged by type and place only: the message may quote the body.
+                logger.error("slack.request_failed error=%s", describe_exception(error))
+                await _respond(send, 500, b"internal error\n")
         elif path == "/healthz" and method in ("GET", "HEAD"):
             await self._healthz(send)
         elif path == "/metrics" and method in ("GET", "HEAD"):
@@ -126,12 +132,32 @@ class BotServer:
             )
             await _respond(send, 200, b"")
             return
-        request = AsyncBoltRequest(
-            body=text,
-            query=dict(parse_qs(scope.get("query_string", b"").decode("latin-1"))),
-            headers={name: [value] for name, value in headers.items()},
-        )
-        response = await self.bolt.async_dispatch(request)
+        try:
+            request = AsyncBoltRequest(
+                body=text,
+                query=dict(parse_qs(scope.get("query_string", b"").decode("latin-1"))),
+                headers={name: [value] for name, value in headers.items()},
+            )
+        except (ValueError, AttributeError, TypeError):
+            # Bolt parses the body here and fails on JSON that is not an object.
+            logger.warning("slack.request_rejected reason=unreadable body")
+            await _respond(send, 400, b"unreadable body\n")
+            return
+        if not isinstance(request.body, dict):
+            logger.warning("slack.request_rejected reason=body is not an object")
+            await _respond(send, 400, b"unreadable body\n")
+            return
+        try:
+            response = await self.bolt.async_dispatch(request)
+        except (LookupError, AttributeError, TypeError, ValueError) as error:
+            # Bolt reads fields such as actions[0] while matching listeners, so
+            # a signed payload with the wrong shape fails inside dispatch.
+            logger.warning(
+                "slack.request_rejected reason=malformed payload error=%s",
+                describe_exception(error),
+            )
+            await _respond(send, 400, b"malformed payload\n")
+            return
         kind = _request_kind(request.body)
         body_out = (
             response.body.encode("utf-8")

@@ -18,6 +18,14 @@ from pydantic_settings import (
 Mode = Literal["http", "socket", "demo", "check"]
 
 RUN_URL_FIELDS = {"team_id", "template_id", "run_id"}
+SECRET_VARIABLES = frozenset(
+    {
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "SLACK_APP_TOKEN",
+        "NORTHFLANK_API_TOKEN",
+    }
+)
 
 
 class SettingsError(Exception):
@@ -80,6 +88,26 @@ class Settings(BaseSettings):
         # load_settings passes the environment in explicitly, so a caller's
         # mapping is the only source and tests see exactly what they pass.
         return (init_settings,)
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _check_bot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if (
+            value is not None
+            and value.get_secret_value()
+            and not value.get_secret_value().startswith("xoxb-")
+        ):
+            raise ValueError("must be a bot token, which starts with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _check_app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token, which starts with xapp-")
+        return value
 
     @field_validator("command")
     @classmethod
@@ -158,7 +186,12 @@ def load_settings(mode: Mode, environ: Mapping[str, str] | None = None) -> Setti
         for item in error.errors():
             variable = str(item["loc"][0]) if item["loc"] else "environment"
             message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"{variable}: {message} (got {_shown(item.get('input'))})")
+            if variable in SECRET_VARIABLES:
+                # Never echo a secret, not even an invalid one.
+                problems.append(f"{variable}: {message}")
+            else:
+                shown = _shown(item.get("input"))
+                problems.append(f"{variable}: {message} (got {shown})")
 
     if mode != "demo":
         problems.extend(_missing_secrets(env))

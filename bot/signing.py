@@ -56,6 +56,7 @@ def verify(
             f"timestamp outside the 5 minute window by {int(skew)} s (check the clock)",
         )
     expected = sign(secret, timestamp, body)
-    if not hmac.compare_digest(expected, signature):
+    # Compare bytes: compare_digest rejects str arguments with non-ASCII text.
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
         return Verdict(False, "bad signature")
     return Verdict(True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -62,7 +63,10 @@ class SlackSender:
         http: httpx.AsyncClient,
         *,
         response_url_hosts: frozenset[str],
+        secrets: tuple[str, ...] = (),
     ) -> None:
+        # Longest first, so a secret that contains another is replaced whole.
+        self.secrets = tuple(sorted((s for s in secrets if s), key=len, reverse=True))
         self.client = client
         self.http = http
         self.response_url_hosts = response_url_hosts
@@ -83,7 +87,7 @@ class SlackSender:
         Returns True when Slack accepted the answer.
         """
         if request.response_url and self._may_use(request.response_url):
-            body: dict[str, Any] = message.payload()
+            body: dict[str, Any] = self._payload(message)
             body["response_type"] = "in_channel" if in_channel else "ephemeral"
             if replace_original:
                 body["replace_original"] = True
@@ -98,7 +102,9 @@ class SlackSender:
     async def ephemeral(self, request: SlackRequest, message: Message) -> bool:
         try:
             await self.client.chat_postEphemeral(
-                channel=request.channel_id, user=request.user_id, **message.payload()
+                channel=request.channel_id,
+                user=request.user_id,
+                **self._payload(message),
             )
         except SlackApiError as error:
             logger.warning(
@@ -109,6 +115,20 @@ class SlackSender:
             )
             return False
         return True
+
+    def _payload(self, message: Message) -> dict[str, Any]:
+        """Build a message body with every configured secret replaced."""
+        payload = message.payload()
+        if not self.secrets:
+            return payload
+        text = json.dumps(payload)
+        if not any(secret in text for secret in self.secrets):
+            return payload
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        logger.warning("slack.secret_redacted: a message contained a configured secret")
+        redacted: dict[str, Any] = json.loads(text)
+        return redacted
 
     def _may_use(self, url: str) -> bool:
         if urlsplit(url).hostname not in self.response_url_hosts:
@@ -153,7 +173,7 @@ class SlackSender:
                 unfurl_links=False,
                 unfurl_media=False,
                 **extra,
-                **message.payload(),
+                **self._payload(message),
             )
         except SlackApiError as error:
             code = _code(error)
@@ -165,7 +185,7 @@ class SlackSender:
     async def update(self, channel_id: str, ts: str, message: Message) -> bool:
         try:
             await self.client.chat_update(
-                channel=channel_id, ts=ts, **message.payload()
+                channel=channel_id, ts=ts, **self._payload(message)
             )
         except SlackApiError as error:
             logger.warning(

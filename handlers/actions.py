@@ -22,7 +22,12 @@ from bot.permissions import ABORT, READ
 from bot.render import ABORT_ACTION, CONCLUDED_WORDS, OPEN_ACTION, REFRESH_ACTION
 from bot.runs import Aborted, AbortFailed, AlreadyAborting, AlreadyConcluded, RunView
 from bot.slack import SlackRequest
-from handlers.common import decode_run_value, request_from_action, spawn_job
+from handlers.common import (
+    decode_run_value,
+    first_action_value,
+    request_from_action,
+    spawn_job,
+)
 from handlers.summary import (
     FOLLOWING_NOTE,
     UNFOLLOWED_NOTE,
@@ -62,8 +67,7 @@ def _start(services: Services, body: dict[str, Any], name: str, handler: Any) ->
     if request is None:
         logger.warning("action.rejected name=%s: no valid user or channel", name)
         return
-    actions = body.get("actions") or [{}]
-    ids = decode_run_value(actions[0].get("value"))
+    ids = decode_run_value(first_action_value(body))
 
     async def job() -> None:
         if ids is None:
@@ -138,7 +142,6 @@ async def handle_abort(
         note=None if run.is_concluded else UNFOLLOWED_NOTE,
     )
     ts = await post_summary(services, request, summary, fallback=unfollowed)
-    await _rewrite_card(services, request, body, run)
     if not run.is_concluded and ts is not None:
         await services.follower.follow(
             template_id,
@@ -147,6 +150,7 @@ async def handle_abort(
             message_ts=ts,
             aborted_by=request.user_id,
         )
+    await _rewrite_card(services, request, body, run)
 
 
 async def _audit_outcome(audit: Any, outcome: Any) -> None:
@@ -231,12 +235,14 @@ async def _rewrite_card(
     services: Services, request: SlackRequest, body: dict[str, Any], run: TemplateRun
 ) -> None:
     """Replace the clicked card so its Abort button cannot be pressed again."""
-    message = body.get("message") or {}
+    message = body.get("message")
+    if not isinstance(message, dict):
+        message = {}
     line = (
         f"{render.status_label(run.status)} Run {code(run.id, 80)}: abort sent by "
         f"<@{request.user_id}>"
     )
-    if not request.is_ephemeral and message.get("blocks"):
+    if not request.is_ephemeral and isinstance(message.get("blocks"), list):
         blocks = render.run_list_without_button(message["blocks"], run.id, line)
         rewritten = render.RawMessage(
             text=str(message.get("text") or "Template runs"), raw_blocks=blocks

@@ -11,7 +11,7 @@ from bot import render
 from bot.app import Services
 from bot.commands import HELP_LINES, Command, UsageProblem, parse_command
 from bot.errors import PermissionDenied
-from bot.mrkdwn import code
+from bot.mrkdwn import code, escape
 from bot.permissions import ABORT, READ
 from bot.render import CONCLUDED_WORDS
 from bot.slack import SlackRequest
@@ -161,7 +161,13 @@ async def show_audit(
     else:
         groups = await services.access.usergroups_of(request.user_id)
         if not services.permissions.roles_of(request.user_id, groups):
-            raise PermissionDenied(request.user_id, READ, "*", request.channel_id)
+            message = render.notice(
+                f":x: You have no roles in the bot's permission file, so you need "
+                f"`{escape(READ)}` on a template to read its audit trail. Ask an "
+                "admin to map your user id or a user group."
+            )
+            await services.sender.reply(request, message)
+            return
 
         def readable(entry_template: str) -> bool:
             return services.permissions.allows(

@@ -31,24 +31,43 @@ def request_from_command(body: dict[str, Any]) -> SlackRequest | None:
         user_id=user_id,
         channel_id=channel_id,
         team_id=body.get("team_id"),
-        response_url=body.get("response_url"),
+        response_url=_string_or_none(body.get("response_url")),
     )
 
 
 def request_from_action(body: dict[str, Any]) -> SlackRequest | None:
-    user_id = str((body.get("user") or {}).get("id") or "")
-    channel_id = str((body.get("channel") or {}).get("id") or "")
-    container = body.get("container") or {}
+    user_id = str(_field(body, "user", "id"))
+    channel_id = str(_field(body, "channel", "id"))
+    container = body.get("container")
+    if not isinstance(container, dict):
+        container = {}
     if not ids.is_slack_user_id(user_id) or not ids.is_slack_channel_id(channel_id):
         return None
     return SlackRequest(
         user_id=user_id,
         channel_id=channel_id,
-        team_id=(body.get("team") or {}).get("id"),
-        response_url=body.get("response_url"),
-        message_ts=container.get("message_ts"),
+        team_id=_field(body, "team", "id") or None,
+        response_url=_string_or_none(body.get("response_url")),
+        message_ts=_string_or_none(container.get("message_ts")),
         is_ephemeral=bool(container.get("is_ephemeral", False)),
     )
+
+
+def first_action_value(body: dict[str, Any]) -> Any:
+    """Return the `value` of the pressed button, or None in a malformed payload."""
+    actions = body.get("actions")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
+        return None
+    return actions[0].get("value")
+
+
+def _field(body: dict[str, Any], name: str, key: str) -> Any:
+    value = body.get(name)
+    return value.get(key) or "" if isinstance(value, dict) else ""
+
+
+def _string_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def decode_run_value(value: Any) -> tuple[str, str] | None:

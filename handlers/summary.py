@@ -110,11 +110,13 @@ async def publish_summary(
 
 def aborted_by_in(message: dict[str, Any] | None) -> str | None:
     """Find who aborted a run in a summary the bot posted earlier."""
-    if not message:
+    if not isinstance(message, dict) or not isinstance(message.get("blocks"), list):
         return None
-    for block in message.get("blocks") or []:
-        for field in block.get("fields") or []:
-            found = _ABORTED_BY.search(str(field.get("text") or ""))
+    for block in message["blocks"]:
+        fields = block.get("fields") if isinstance(block, dict) else None
+        for field in fields if isinstance(fields, list) else []:
+            text = field.get("text") if isinstance(field, dict) else None
+            found = _ABORTED_BY.search(str(text or ""))
             if found:
                 return found.group(1)
     return None

@@ -109,7 +109,7 @@ async def test_abort_rate_limited_says_when(bot: Harness) -> None:
         m for m in ephemeral_for(bot.slack, RESPONDER) if "abort" in m.all_text()
     ]
     assert "did not reach Northflank" in warning.all_text()
-    assert "try again in about 300 seconds" in warning.all_text()
+    assert "try again in about 5 minutes" in warning.all_text()
 
 
 async def test_abort_retried_after_short_429(bot: Harness) -> None:
@@ -244,3 +244,32 @@ async def test_response_url_limit_falls_back(bot: Harness) -> None:
     ]
     assert len(response_url_posts) == 5
     assert len(bot.slack.calls_to("chat.postEphemeral")) == 2
+
+
+async def test_echoed_token_never_reaches_slack(bot: Harness) -> None:
+    token = bot.northflank.token
+    envelope = {"error": {"status": 403, "message": f"token {token} <!channel> denied"}}
+    bot.northflank.inject("GET", r"/runs$", status=403, body=envelope)
+
+    await bot.slack.command(f"runs {TEMPLATE}", user=RESPONDER, channel=CHANNEL)
+    await bot.settle()
+
+    [answer] = ephemeral_for(bot.slack, RESPONDER)
+    assert token not in answer.raw_text()
+    assert "[redacted]" in answer.all_text()
+    assert "<!channel>" not in answer.raw_text()
+
+
+async def test_other_run_in_response_is_rejected(bot: Harness) -> None:
+    run_id = bot.northflank.add_run(TEMPLATE, status="running")
+    other = bot.northflank.add_run("db-migration", status="running")
+    bot.northflank.runs[(TEMPLATE, run_id)] = bot.northflank.runs[
+        ("db-migration", other)
+    ]
+
+    await bot.slack.command(f"status {TEMPLATE} {run_id}", user=VIEWER, channel=CHANNEL)
+    await bot.settle()
+
+    [answer] = ephemeral_for(bot.slack, VIEWER)
+    assert "could not read" in answer.all_text()
+    assert other not in answer.all_text()

@@ -184,7 +184,7 @@ async def test_retry_after_beyond_deadline_gives_up() -> None:
     assert attempts == 1
     assert time.monotonic() - started < 1.0
     assert caught.value.retry_after == 120
-    assert "120 seconds" in caught.value.user_message()
+    assert "2 minutes" in caught.value.user_message()
 
 
 async def test_retry_after_within_deadline_is_honoured() -> None:

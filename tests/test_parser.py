@@ -53,6 +53,12 @@ RUN = "3dd592f6-ce63-45ee-acf8-13dc5ec5235c"
             f"abort https://app.northflank.com/t/acme/templates/nightly-backup/runs/{RUN}",
             Command("abort", "nightly-backup", RUN),
         ),
+        (
+            "runs <http://nightly-backup|nightly-backup>",
+            Command("runs", "nightly-backup"),
+        ),
+        ("audit", Command("audit")),
+        ("audit nightly-backup", Command("audit", "nightly-backup")),
     ],
 )
 def test_parse_valid(text: str, expected: Command) -> None:
@@ -83,6 +89,13 @@ def test_parse_valid(text: str, expected: Command) -> None:
         f"status <https://app.northflank.com/t/acme/templates/a%2F..%2Fb/runs/{RUN}>",
         f"status <https://app.northflank.com/t/acme/templates/ok/runs/{RUN}%3Fx>",
         "x" * 2000,
+        "runs <@U01RESPOND|alice>",
+        "runs <#C0INCIDENT|incident>",
+        "runs <!subteam^S01ONCALL|oncall>",
+        "runs <mailto:a@b.c|nightly-backup>",
+        "runs <https://evil.example/x|nightly-backup>",
+        "runs nightly-backup nightly-backup",
+        "audit a b",
     ],
 )
 def test_parse_rejects(text: str) -> None:

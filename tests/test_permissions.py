@@ -152,3 +152,37 @@ def test_empty_file_denies_and_warns(
 
 def test_parse_none_is_empty() -> None:
     assert parse_permissions(None).is_empty
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (
+            "roles:\n  r:\n    grants: []\n    channels: []\n",
+            "roles.r.channels is empty",
+        ),
+        (
+            "roles:\n  r:\n    grants: []\n    templates: []\n",
+            "roles.r.templates is empty",
+        ),
+        ("roles:\n  r:\n    grants: []\n    templates: [NIGHTLY]\n", "can never match"),
+        ("roles:\n  r:\n    grants: []\n    templates: ['../*']\n", "can never match"),
+        ("roles: {}\nusers: {}\nusers: {}\n", "key 'users' appears twice (line 3)"),
+    ],
+)
+def test_silent_mistakes_are_rejected(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(PermissionFileError) as caught:
+        load_permission_file(write(tmp_path, text))
+
+    assert named in str(caught.value)
+
+
+def test_non_utf8_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "permissions.yaml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+
+    with pytest.raises(PermissionFileError) as caught:
+        load_permission_file(path)
+
+    assert "BOT_PERMISSIONS_FILE" in str(caught.value)
+    assert "not UTF-8" in str(caught.value)

@@ -131,3 +131,69 @@ def test_log_silences_client_libraries() -> None:
 
     assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
     assert logging.getLogger("slack_sdk").getEffectiveLevel() >= logging.WARNING
+
+
+async def test_non_ascii_signature_is_rejected(bot: Harness) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            bot.slack.bot_url or "",
+            content=help_body(),
+            headers={
+                "X-Slack-Request-Timestamp": str(int(time.time())),
+                "X-Slack-Signature": "v0=\u00e9\u00e9".encode(),
+            },
+        )
+
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"payload={not-json", "application/x-www-form-urlencoded"),
+        (b"payload=%5B1%5D", "application/x-www-form-urlencoded"),
+        (b"[1,2,3]", "application/json"),
+        (b'"just a string"', "application/json"),
+    ],
+)
+async def test_unreadable_signed_body_is_400(
+    bot: Harness, caplog: pytest.LogCaptureFixture, body: bytes, content_type: str
+) -> None:
+    reply = await bot.slack.send(body, headers={"Content-Type": content_type})
+
+    assert reply.status == 400
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"actions": []},
+        {"actions": ["x"]},
+        {"user": "U01RESPOND"},
+        {"container": "x"},
+        {"message": {"blocks": "x"}},
+        {"channel": None},
+    ],
+)
+async def test_malformed_click_payload_is_handled(
+    bot: Harness, caplog: pytest.LogCaptureFixture, changes: dict[str, object]
+) -> None:
+    import json
+    from urllib.parse import urlencode
+
+    run_id = bot.northflank.add_run("nightly-backup", status="running")
+    await bot.slack.command(
+        f"abort nightly-backup {run_id}", user=RESPONDER, channel=CHANNEL
+    )
+    await bot.settle()
+    [card] = [m for m in bot.slack.messages if m.user == RESPONDER]
+    payload = bot.slack.click_payload(card, user=RESPONDER, action_id="abort_run")
+    payload.update(changes)
+
+    reply = await bot.slack.send(urlencode({"payload": json.dumps(payload)}).encode())
+    await bot.settle()
+
+    assert reply.status in (200, 400)
+    assert "Traceback" not in caplog.text
+    assert "internal error" not in " ".join(m.all_text() for m in bot.slack.messages)

@@ -88,3 +88,26 @@ def test_serve_exits_with_one_line_per_problem(tmp_path: object) -> None:
     assert any(line.startswith("error: PORT:") for line in lines)
     assert any(line.startswith("error: SLACK_BOT_TOKEN: missing") for line in lines)
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SLACK_BOT_TOKEN", "xoxp-user-token-SECRET", "must be a bot token"),
+        (
+            "SLACK_APP_TOKEN",
+            "xoxb-not-an-app-token-SECRET",
+            "must be an app-level token",
+        ),
+    ],
+)
+def test_wrong_token_kind_is_named_not_shown(
+    name: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings("http", environ={**BASE, name: value})
+
+    [problem] = caught.value.problems
+    assert problem.startswith(name + ":")
+    assert message in problem
+    assert "SECRET" not in problem
