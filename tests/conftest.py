@@ -144,3 +144,10 @@ def shown(value: Any) -> str:
     """Return a JSON payload as a reader sees its text, with mrkdwn escapes decoded."""
     raw = json.dumps(value, ensure_ascii=False)
     return raw.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+async def post_run_list(bot: Harness, user: str = RESPONDER) -> SlackMessage:
+    """Post the run list of TEMPLATE in CHANNEL and return it."""
+    await bot.slack.command(f"runs {TEMPLATE}", user=user, channel=CHANNEL)
+    await bot.settle()
+    return channel_posts(bot.slack)[-1]

@@ -10,7 +10,6 @@ import pytest
 
 from bot.audit import AuditEntry
 from bot.sandbox.harness import Harness
-from bot.sandbox.slack import SlackMessage
 from tests.conftest import (
     CHANNEL,
     ONCALL,
@@ -19,15 +18,9 @@ from tests.conftest import (
     STRANGER,
     TEMPLATE,
     VIEWER,
-    channel_posts,
     ephemeral_for,
+    post_run_list,
 )
-
-
-async def post_run_list(bot: Harness, template: str = TEMPLATE) -> SlackMessage:
-    await bot.slack.command(f"runs {template}", user=RESPONDER, channel=CHANNEL)
-    await bot.settle()
-    return channel_posts(bot.slack)[-1]
 
 
 async def stream(bot: Harness) -> list[AuditEntry]:

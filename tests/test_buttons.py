@@ -8,7 +8,6 @@ import json
 import pytest
 
 from bot.sandbox.harness import Harness
-from bot.sandbox.slack import SlackMessage
 from tests.conftest import (
     CHANNEL,
     ONCALL,
@@ -17,17 +16,10 @@ from tests.conftest import (
     STRANGER,
     TEMPLATE,
     VIEWER,
-    channel_posts,
     ephemeral_for,
+    post_run_list,
     summaries,
 )
-
-
-async def post_run_list(bot: Harness, user: str = RESPONDER) -> SlackMessage:
-    await bot.slack.command(f"runs {TEMPLATE}", user=user, channel=CHANNEL)
-    await bot.settle()
-    [listing] = channel_posts(bot.slack)
-    return listing
 
 
 async def test_abort_click_aborts_and_posts_summary(bot: Harness) -> None:

@@ -5,25 +5,17 @@ from __future__ import annotations
 import pytest
 
 from bot.sandbox.harness import Harness
-from bot.sandbox.slack import SlackMessage
 from tests.conftest import (
     CHANNEL,
     RESPONDER,
     TEMPLATE,
     VIEWER,
-    channel_posts,
     ephemeral_for,
+    post_run_list,
     summaries,
 )
 
 FAST_DEADLINE = {"BOT_NORTHFLANK_DEADLINE": "2", "BOT_NORTHFLANK_TIMEOUT": "0.5"}
-
-
-async def post_run_list(bot: Harness) -> SlackMessage:
-    await bot.slack.command(f"runs {TEMPLATE}", user=RESPONDER, channel=CHANNEL)
-    await bot.settle()
-    [listing] = channel_posts(bot.slack)
-    return listing
 
 
 async def test_ack_does_not_wait_for_northflank(bot: Harness) -> None:
