@@ -7,6 +7,8 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from bot.logs import configure_logging, secrets_from_environment
 from bot.permissions import PermissionFileError, load_permission_file
@@ -81,9 +83,19 @@ def _serve() -> int:
         finally:
             await services.aclose()
 
-    asyncio.run(run())
+    _run_event_loop(run())
     logger.info("bot.exited")
     return 0
+
+
+def _run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when it is installed (uvicorn's standard extras bring it)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def _ignore_signal(number: int, frame: object) -> None:
