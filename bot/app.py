@@ -48,7 +48,6 @@ class Services:
     follower: Follower
     tasks: TaskRegistry
     slack_client: AsyncWebClient
-    http: httpx.AsyncClient
     aiohttp_session: aiohttp.ClientSession
     metrics: Metrics = field(default_factory=Metrics)
     audit: AuditLog = None  # type: ignore[assignment]  # set by create_services
@@ -71,7 +70,6 @@ class Services:
         self.closed = True
         await self.follower.stop()
         await self.northflank.aclose()
-        await self.http.aclose()
         await self.aiohttp_session.close()
         await self.store.aclose()
         if self.embedded_redis is not None:
@@ -118,10 +116,9 @@ async def create_services(settings: Settings, permissions: PermissionMap) -> Ser
             AsyncRateLimitErrorRetryHandler(max_retry_count=2),
         ],
     )
-    http = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
     sender = SlackSender(
         slack_client,
-        http,
+        session,
         response_url_hosts=_response_url_hosts(settings.slack_api_url),
         secrets=tuple(settings.secret_values()),
     )
@@ -142,7 +139,6 @@ async def create_services(settings: Settings, permissions: PermissionMap) -> Ser
         follower=None,  # type: ignore[arg-type]  # set just below, it needs `services`
         tasks=tasks,
         slack_client=slack_client,
-        http=http,
         aiohttp_session=session,
         embedded_redis=embedded,
         metrics=metrics,

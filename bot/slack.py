@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 # Slack accepts at most five answers on one response_url, within 30 minutes.
 RESPONSE_URL_MAX_USES = 5
 RESPONSE_URL_LIFETIME = 30 * 60
+RESPONSE_URL_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 
 ADMIN_HINTS = {
     "not_in_channel": "Invite the bot to this channel (`/invite @Northflank Aborts`) "
@@ -60,7 +61,7 @@ class SlackSender:
     def __init__(
         self,
         client: AsyncWebClient,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         *,
         response_url_hosts: frozenset[str],
         secrets: tuple[str, ...] = (),
@@ -149,14 +150,20 @@ class SlackSender:
                 del self._uses[url]
 
     async def _post_response_url(self, url: str, body: dict[str, Any]) -> bool:
+        # aiohttp, as slack_sdk uses it too: httpx's connection pool costs
+        # more CPU per request than the rest of a cached status read.
         try:
-            response = await self.http.post(url, json=body, timeout=5.0)
-        except httpx.HTTPError as error:
+            async with self.http.post(
+                url, json=body, timeout=RESPONSE_URL_TIMEOUT
+            ) as response:
+                status = response.status
+                await response.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
             logger.warning("slack.response_url_failed error=%s", type(error).__name__)
             return False
-        if response.status_code >= 400:
+        if status >= 400:
             # The URL itself is a credential, so only the status is logged.
-            logger.warning("slack.response_url_failed status=%d", response.status_code)
+            logger.warning("slack.response_url_failed status=%d", status)
             return False
         return True
 
