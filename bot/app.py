@@ -29,7 +29,7 @@ from bot.runs import RunService
 from bot.settings import Settings
 from bot.slack import SlackSender
 from bot.store import Store
-from bot.tasks import TaskRegistry
+from bot.tasks import JobLimiter, TaskRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ class Services:
     slack_client: AsyncWebClient
     aiohttp_session: aiohttp.ClientSession
     metrics: Metrics = field(default_factory=Metrics)
+    # Below the Redis pool (64) and the Northflank client's 50 connections.
+    jobs: JobLimiter = field(
+        default_factory=lambda: JobLimiter(concurrency=32, max_waiting=5_000)
+    )
     audit: AuditLog = None  # type: ignore[assignment]  # set by create_services
     embedded_redis: EmbeddedRedis | None = None
     closed: bool = field(default=False)

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=6.0, write=6.0, pool=3.0)
+MAX_CONNECTIONS = 50
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,14 @@ class NorthflankClient:
             },
             timeout=timeout,
             transport=transport,
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            limits=httpx.Limits(
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=20
+            ),
         )
+        # Requests wait here rather than in httpcore's pool: httpcore 1.0.9
+        # rescans its whole queue on every pool event, and can lose a slot
+        # when a request queued there is cancelled.
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         if team_id is not None and not ids.is_slug(team_id):
             raise ValueError(f"invalid Northflank team id: {team_id!r}")
         self._prefix = f"/v1/teams/{_segment(team_id)}" if team_id else "/v1"
@@ -161,7 +168,7 @@ class NorthflankClient:
             try:
                 # No attempt may outlast the deadline, whatever the timeouts allow.
                 remaining = max(0.05, deadline - time.monotonic())
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(remaining), self._slots:
                     response = await self._send_once(method, path, endpoint, params)
             except TimeoutError:
                 raise NorthflankUnavailable(

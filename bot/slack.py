@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 RESPONSE_URL_MAX_USES = 5
 RESPONSE_URL_LIFETIME = 30 * 60
 RESPONSE_URL_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
+# Past this many URLs in 30 minutes the oldest are forgotten; a forgotten URL
+# that Slack has used up is rejected by Slack, and the Web API answers instead.
+MAX_TRACKED_RESPONSE_URLS = 100_000
 
 ADMIN_HINTS = {
     "not_in_channel": "Invite the bot to this channel (`/invite @Northflank Aborts`) "
@@ -140,14 +143,21 @@ class SlackSender:
         if count >= RESPONSE_URL_MAX_USES or now - first > RESPONSE_URL_LIFETIME:
             return False
         self._uses[url] = (count + 1, first)
-        if len(self._uses) > 10_000:
-            self._forget_expired(now)
+        self._forget_expired(now)
         return True
 
     def _forget_expired(self, now: float) -> None:
-        for url, (_, first) in list(self._uses.items()):
-            if now - first > RESPONSE_URL_LIFETIME:
-                del self._uses[url]
+        """Drop expired URLs from the oldest end, and the oldest beyond the cap.
+
+        A dict keeps insertion order, which here is the order of first use,
+        so this stops at the first URL that is still fresh.
+        """
+        while self._uses:
+            oldest = next(iter(self._uses))
+            expired = now - self._uses[oldest][1] > RESPONSE_URL_LIFETIME
+            if not expired and len(self._uses) <= MAX_TRACKED_RESPONSE_URLS:
+                return
+            del self._uses[oldest]
 
     async def _post_response_url(self, url: str, body: dict[str, Any]) -> bool:
         # aiohttp, as slack_sdk uses it too: httpx's connection pool costs

@@ -28,6 +28,13 @@ logger = logging.getLogger(__name__)
 RUN_CACHE_TTL_SECONDS = 24 * 3600
 # Event ids remembered in process while Redis is down; Slack retries within minutes.
 LOCAL_EVENT_MEMORY = 10_000
+# How long this process remembers that another process holds a run's lock.
+OTHER_HOLDER_SECONDS = 2.0
+# In-process abort locks kept before expired ones are swept.
+MAX_LOCAL_LOCKS = 1_000
+# Redis connections per process; a burst waits this long for a free one.
+REDIS_MAX_CONNECTIONS = 64
+REDIS_POOL_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -64,13 +71,18 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str, team: str) -> Store:
-        client = aioredis.Redis.from_url(
+        # A blocking pool makes a burst wait for a free connection instead of
+        # failing at once, which would look like Redis being down.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
             decode_responses=True,
             socket_timeout=1.0,
             socket_connect_timeout=1.0,
             retry_on_timeout=False,
+            max_connections=REDIS_MAX_CONNECTIONS,
+            timeout=REDIS_POOL_WAIT_SECONDS,
         )
+        client = aioredis.Redis.from_pool(pool)
         return cls(client, prefix=prefix, team=team)
 
     async def aclose(self) -> None:
@@ -154,6 +166,13 @@ class Store:
         """Take the per-run abort lock; return (acquired, current holder)."""
         key = self.run_key("abort-lock", template_id, run_id)
         holder = LockHolder(user_id=user_id, started_at=time.time())
+        # Clicks in this process meet the in-process lock first, so they never
+        # depend on Redis, and Redis decides only between processes.
+        local = self._local_locks.get(key)
+        if local is not None and local[1] > time.monotonic():
+            return False, local[0]
+        self._local_locks[key] = (holder, time.monotonic() + ttl)
+        self._forget_local_locks()
         value = json.dumps({"user_id": user_id, "started_at": holder.started_at})
         try:
             acquired = await self._call("set", key, value, nx=True, px=int(ttl * 1000))
@@ -161,8 +180,16 @@ class Store:
                 return True, holder
             current = await self._call("get", key)
         except RedisUnavailable:
-            return self._acquire_local_lock(key, holder, ttl)
-        return False, _holder_from(current)
+            self._warn_local_lock()
+            return True, holder
+        # Another process holds the lock. Its holder is remembered here only
+        # briefly, because that process may fail and release the lock.
+        other = _holder_from(current)
+        self._local_locks[key] = (
+            other or holder,
+            time.monotonic() + OTHER_HOLDER_SECONDS,
+        )
+        return False, other
 
     async def release_abort_lock(self, template_id: str, run_id: str) -> None:
         key = self.run_key("abort-lock", template_id, run_id)
@@ -170,21 +197,21 @@ class Store:
         with contextlib.suppress(RedisUnavailable):
             await self._call("delete", key)
 
-    def _acquire_local_lock(
-        self, key: str, holder: LockHolder, ttl: float
-    ) -> tuple[bool, LockHolder | None]:
+    def _warn_local_lock(self) -> None:
         if not self._warned_fallback:
             logger.warning(
                 "abort_lock.local_fallback: Redis is down, so abort locks are "
                 "per process and replicas may send duplicate aborts"
             )
             self._warned_fallback = True
+
+    def _forget_local_locks(self) -> None:
+        if len(self._local_locks) <= MAX_LOCAL_LOCKS:
+            return
         now = time.monotonic()
-        current = self._local_locks.get(key)
-        if current is not None and current[1] > now:
-            return False, current[0]
-        self._local_locks[key] = (holder, now + ttl)
-        return True, holder
+        for key, (_, expires) in list(self._local_locks.items()):
+            if expires <= now:
+                del self._local_locks[key]
 
     # -- Slack user group members ----------------------------------------
 

@@ -72,3 +72,30 @@ class TaskRegistry:
         if still_running:
             await asyncio.wait(still_running, timeout=1.0)
         return len(still_running)
+
+
+class JobLimiter:
+    """Bounds how many listener jobs run at once, and how many may wait.
+
+    Every ack can start a job, so a storm of clicks would otherwise run
+    hundreds of jobs together and exhaust the Redis and HTTP pools.
+    """
+
+    def __init__(self, *, concurrency: int, max_waiting: int) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+        self.max_waiting = max_waiting
+        self.waiting = 0
+
+    def admit(self) -> bool:
+        """Return False when the queue is full and a new job must be dropped."""
+        return self.waiting < self.max_waiting
+
+    async def __aenter__(self) -> None:
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._slots.release()

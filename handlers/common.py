@@ -103,11 +103,21 @@ def spawn_job(
 
     kind, _, short_name = name.partition(":")
     counter = services.metrics.requests
+    if not services.jobs.admit():
+        logger.warning(
+            "job.dropped name=%s user=%s channel=%s: too many jobs waiting",
+            name,
+            request.user_id,
+            request.channel_id,
+        )
+        counter.labels(kind=kind, name=short_name, outcome="dropped").inc()
+        return
 
     async def guarded() -> None:
         outcome = "ok"
         try:
-            await job()
+            async with services.jobs:
+                await job()
         except PermissionDenied as error:
             outcome = "denied"
             await services.sender.reply(request, error_message(error))
