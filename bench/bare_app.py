@@ -1,6 +1,6 @@
 """A bare Bolt AsyncApp whose listeners only ack: the benchmark's baseline.
 
-It answers the same slash command and Abort button as the bot, verifies
+It acks the same slash command and Abort button as the bot, verifies
 Slack's signature with Bolt's own middleware (signing_secret is set), and is
 served by uvicorn through Bolt's ASGI adapter on 127.0.0.1. uvicorn picks its
 event loop and HTTP parser as usual: uvloop and httptools when installed.

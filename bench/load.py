@@ -14,7 +14,7 @@ from bot.signing import sign
 
 LUA_SCRIPT = Path(__file__).with_name("signed_requests.lua")
 SLACK_EVENTS_PATH = "/slack/events"
-# Bytes that may stand unescaped in a Lua string literal; every other byte is
+# Bytes that may stand unescaped in a Lua string literal. Every other byte is
 # written as a three-digit decimal escape.
 _LUA_PLAIN = frozenset(
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789%&=+-_.~*/:,()!@ "
@@ -65,7 +65,9 @@ def wrk_version(wrk: str) -> str:
 
 
 def lua_string(data: bytes) -> str:
-    return '"' + "".join(chr(b) if b in _LUA_PLAIN else f"\\{b:03d}" for b in data) + '"'
+    return (
+        '"' + "".join(chr(b) if b in _LUA_PLAIN else f"\\{b:03d}" for b in data) + '"'
+    )
 
 
 def write_script(path: Path, secret: str, bodies: list[bytes], quota: int) -> None:
@@ -73,11 +75,13 @@ def write_script(path: Path, secret: str, bodies: list[bytes], quota: int) -> No
     timestamp = str(int(time.time()))
     lines = ["bench_requests = {"]
     for body in bodies:
-        signature = sign(secret, timestamp, body)
-        lines.append(
-            f"  {{body = {lua_string(body)}, timestamp = {lua_string(timestamp.encode())}, "
-            f"signature = {lua_string(signature.encode())}}},"
-        )
+        signature = sign(secret, timestamp, body).encode()
+        fields = [
+            f"body = {lua_string(body)}",
+            f"timestamp = {lua_string(timestamp.encode())}",
+            f"signature = {lua_string(signature)}",
+        ]
+        lines.append("  {" + ", ".join(fields) + "},")
     lines.append("}")
     lines.append(f"bench_quota = {quota}")
     path.write_text("\n".join(lines) + "\n\n" + LUA_SCRIPT.read_text())
@@ -135,7 +139,9 @@ def _parse_result(output: str, returncode: int) -> LoadResult:
             data = json.loads(line.removeprefix("BENCH_RESULT "))
             break
     else:
-        raise LoadFailed(f"wrk exited with status {returncode} and no result:\n{output}")
+        raise LoadFailed(
+            f"wrk exited with status {returncode} and no result:\n{output}"
+        )
     socket_errors = sum(
         int(data[name])
         for name in ("connect_errors", "read_errors", "write_errors", "timeouts")

@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -44,7 +44,9 @@ def _die_with_parent() -> None:
 class Child:
     """One process started by the benchmark, with its log file."""
 
-    def __init__(self, name: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    def __init__(
+        self, name: str, process: subprocess.Popen[bytes], log_path: Path
+    ) -> None:
         self.name = name
         self.process = process
         self.log_path = log_path
@@ -68,7 +70,7 @@ class Child:
         """Read the user plus system CPU time the process has used so far."""
         stat = Path(f"/proc/{self.pid}/stat").read_text()
         # The command name is in parentheses and may contain spaces, so the
-        # fields are counted from the last ")": utime and stime are fields 14, 15.
+        # fields are counted from the last ")". utime and stime are fields 14, 15.
         fields = stat.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
 
@@ -129,6 +131,9 @@ class Children:
         self._children.append(child)
         return child
 
+    def __iter__(self) -> Iterator[Child]:
+        return iter(list(self._children))
+
     def stop_all(self) -> None:
         while self._children:
             self._children.pop().stop()
@@ -150,9 +155,9 @@ def wait_until(
     ready: Callable[[], bool],
     *,
     timeout: float,
-    what: str,
+    description: str,
 ) -> None:
-    """Poll `ready` until it returns True; fail early if the child exits."""
+    """Poll `ready` until it returns True, and fail early if the child exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         child.check_running()
@@ -160,7 +165,7 @@ def wait_until(
             return
         time.sleep(0.02)
     raise ChildFailed(
-        f"{child.name}: {what} not ready after {timeout:.0f} s; "
+        f"{child.name}: {description} not ready after {timeout:.0f} s; "
         f"last lines of {child.log_path}:\n{child.log_tail()}"
     )
 
@@ -189,7 +194,7 @@ def redis_answers_ping(port: int) -> Callable[[], bool]:
 
 
 def read_json_file(path: Path) -> Callable[[], bool]:
-    """Return a probe that is true once `path` holds a complete JSON document."""
+    """Return a probe that is true once `path` contains a complete JSON document."""
 
     def probe() -> bool:
         try:
@@ -201,8 +206,13 @@ def read_json_file(path: Path) -> Callable[[], bool]:
     return probe
 
 
-def start_redis(children: Children, executable: str, data_dir: Path) -> tuple[Child, str]:
-    """Start redis-server on 127.0.0.1 without persistence; return it and its URL."""
+def start_redis(
+    children: Children, executable: str, data_dir: Path
+) -> tuple[Child, str]:
+    """Start redis-server on 127.0.0.1 without persistence.
+
+    Returns the child and the redis:// URL to reach it.
+    """
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -215,7 +225,7 @@ def start_redis(children: Children, executable: str, data_dir: Path) -> tuple[Ch
         "--dir", str(data_dir),
     ]  # fmt: skip
     child = children.start("redis", argv)
-    wait_until(child, redis_answers_ping(port), timeout=10, what="redis-server")
+    wait_until(child, redis_answers_ping(port), timeout=10, description="redis-server")
     return child, f"redis://127.0.0.1:{port}/0"
 
 

@@ -28,6 +28,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from bot import render
+from bot.models import TemplateRun
 from bot.sandbox.northflank import NorthflankSandbox
 from bot.sandbox.slack import SlackMessage, SlackStandIn
 
@@ -87,8 +89,8 @@ class TimedSlackStandIn(SlackStandIn):
     async def _response_url(self, request: web.Request) -> web.Response:
         arrival = ResponseArrival(token=request.match_info["token"], at=time.time())
         self.response_arrivals.append(arrival)
-        # The parent class adds or edits the message deeper in this call; the
-        # context variable lets _add and _edit tell which arrival it was for.
+        # The parent class adds or edits the message deeper in this call. The
+        # context variable lets _add and _edit find the arrival it was for.
         reset = _current_response.set(arrival)
         try:
             return await super()._response_url(request)
@@ -126,6 +128,7 @@ class Control:
         app = web.Application()
         app.router.add_post("/runs", self.add_run)
         app.router.add_post("/slash", self.slash_body)
+        app.router.add_post("/card", self.card)
         app.router.add_post("/click", self.click_body)
         app.router.add_get("/records", self.records)
         app.router.add_post("/reset", self.reset)
@@ -143,8 +146,18 @@ class Control:
         return web.json_response({"run_id": run_id})
 
     async def slash_body(self, request: web.Request) -> web.Response:
-        """Build a slash command body, as Slack sends it, with a live response URL."""
+        """Build `count` slash command bodies, as Slack sends them, each with its
+        own live response URL."""
         data = await request.json()
+        bodies = []
+        tokens = []
+        for _ in range(int(data.get("count", 1))):
+            body, token = self._slash_body(data)
+            bodies.append(body)
+            tokens.append(token)
+        return web.json_response({"bodies": bodies, "tokens": tokens})
+
+    def _slash_body(self, data: dict[str, Any]) -> tuple[str, str]:
         user = str(data["user"])
         channel = str(data["channel"])
         token = self.slack.response_token(channel, user, None)
@@ -162,21 +175,55 @@ class Control:
             "response_url": f"{self.slack.url}/response/{token}",
             "trigger_id": f"{uuid.uuid4().int % 10**12}.trigger",
         }
-        return web.json_response({"body": urlencode(form), "token": token})
+        return urlencode(form), token
+
+    async def card(self, request: web.Request) -> web.Response:
+        """Show the confirmation card of a run, as the bot renders it for
+        `/nf abort`, without asking the bot, and return a token to click it by.
+
+        Load rows use this so that their set-up does not depend on the bot
+        still reaching Northflank after an earlier row.
+        """
+        data = await request.json()
+        user = str(data["user"])
+        channel = str(data["channel"])
+        key = (str(data["template_id"]), str(data["run_id"]))
+        run = TemplateRun.model_validate(self.northflank.runs[key])
+        payload = render.run_card(run, kind="confirm", with_abort=True).payload()
+        token = self.slack.response_token(channel, user, None)
+        message = SlackMessage(
+            channel=channel,
+            ts=self.slack._next_ts(),
+            text=payload["text"],
+            blocks=payload["blocks"],
+            ephemeral=True,
+            user=user,
+            source="response_url",
+        )
+        self.slack.messages.append(message)
+        self.slack.response_arrivals.append(
+            ResponseArrival(token=token, at=time.time(), message_ts=message.ts)
+        )
+        return web.json_response({"token": token})
 
     async def click_body(self, request: web.Request) -> web.Response:
-        """Build a block_actions body that presses a button of the message that a
-        response URL post created."""
+        """Build `count` block_actions bodies that press a button of the message
+        that a response URL post created, each with its own response URL."""
         data = await request.json()
         message = self._message_for(str(data["token"]))
         if message is None:
-            raise web.HTTPNotFound(text=f"no message for response token {data['token']}")
-        payload = self.slack.click_payload(
-            message, user=str(data["user"]), action_id=str(data["action_id"])
-        )
-        token = str(payload["response_url"]).rsplit("/", 1)[1]
-        body = urlencode({"payload": json.dumps(payload)})
-        return web.json_response({"body": body, "token": token})
+            raise web.HTTPNotFound(
+                text=f"no message for response token {data['token']}"
+            )
+        bodies = []
+        tokens = []
+        for _ in range(int(data.get("count", 1))):
+            payload = self.slack.click_payload(
+                message, user=str(data["user"]), action_id=str(data["action_id"])
+            )
+            tokens.append(str(payload["response_url"]).rsplit("/", 1)[1])
+            bodies.append(urlencode({"payload": json.dumps(payload)}))
+        return web.json_response({"bodies": bodies, "tokens": tokens})
 
     def _message_for(self, token: str) -> SlackMessage | None:
         for arrival in reversed(self.slack.response_arrivals):
