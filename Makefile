@@ -24,7 +24,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The benchmark drives load with wrk from Debian's packages; install it when
+# it is missing and this is a Debian machine where we may use apt-get.
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || true
 	$(BIN)/python bench/run.py
 
 clean:

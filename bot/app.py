@@ -52,7 +52,7 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     # Below the Redis pool (64) and the Northflank client's 50 connections.
     jobs: JobLimiter = field(
-        default_factory=lambda: JobLimiter(concurrency=32, max_waiting=5_000)
+        default_factory=lambda: JobLimiter(concurrency=32, max_waiting=1_000)
     )
     audit: AuditLog = None  # type: ignore[assignment]  # set by create_services
     embedded_redis: EmbeddedRedis | None = None
