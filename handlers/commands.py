@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -43,7 +44,12 @@ async def handle_command(
         counter.labels(kind="command", name="invalid", outcome="usage").inc()
         return
     if parsed.name == "help":
-        await _ack_with(ack, render.help_message(command_name, HELP_LINES))
+        help_payload = _help_payload(command_name)
+        await ack(
+            text=help_payload["text"],
+            blocks=help_payload["blocks"],
+            response_type="ephemeral",
+        )
         counter.labels(kind="command", name="help", outcome="ok").inc()
         return
     if request is None:
@@ -182,6 +188,12 @@ async def show_audit(
             count=AUDIT_ENTRIES_SHOWN, allowed=readable
         )
     await services.sender.reply(request, render.audit_message(entries, template_id))
+
+
+@functools.cache
+def _help_payload(command_name: str) -> dict[str, Any]:
+    # The help never changes while the process runs, so it is rendered once.
+    return render.help_message(command_name, HELP_LINES).payload()
 
 
 async def _ack_with(ack: AsyncAck, message: render.Message) -> None:
