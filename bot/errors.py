@@ -2,7 +2,7 @@
 
 BotError
  ├── NorthflankError              any failed exchange with the Northflank API
- │    ├── NorthflankUnavailable   no answer: connect error or timeout
+ │    ├── NorthflankUnavailable   no response: connect error or timeout
  │    └── NorthflankAPIError      an error response; keeps status, message, id
  │         ├── NorthflankUnauthorized    401
  │         ├── NorthflankForbidden       403
@@ -30,7 +30,7 @@ class NorthflankError(BotError):
 
 
 class NorthflankUnavailable(NorthflankError):
-    """Northflank did not answer: the request may or may not have reached it."""
+    """Northflank did not respond: the request may or may not have reached it."""
 
     def __init__(self, reason: str, *, timed_out: bool, before_send: bool) -> None:
         super().__init__(reason)

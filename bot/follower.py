@@ -191,7 +191,7 @@ class Follower:
             )
             return None
         if view.stale_reason is not None:
-            # A cached state says nothing new about the run.
+            # A cached state adds nothing new about the run.
             return None
         return view
 

@@ -181,7 +181,7 @@ class RunService:
     async def abort(
         self, template_id: str, run_id: str, *, user_id: str
     ) -> AbortOutcome:
-        """Abort a run at most once across clicks, processes and replicas."""
+        """Send one abort per run at a time, across clicks and replicas on one Redis."""
         cached = await self.store.get_run(template_id, run_id)
         if (
             cached is not None

@@ -271,7 +271,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
     # accepted sockets inherit it from this one. Without it, Nagle's algorithm
-    # holds a response body behind its headers until the client's delayed ACK
+    # delays a response body behind its headers until the client's delayed ACK
     # (about 40 ms on Linux).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

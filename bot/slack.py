@@ -1,4 +1,4 @@
-"""Sending messages to Slack: response_url answers and Web API calls."""
+"""Sending messages to Slack: response_url posts and Web API calls."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from bot.render import Message
 
 logger = logging.getLogger(__name__)
 
-# Slack accepts at most five answers on one response_url, within 30 minutes.
+# Slack accepts at most five posts to one response_url, within 30 minutes.
 RESPONSE_URL_MAX_USES = 5
 RESPONSE_URL_LIFETIME = 30 * 60
 RESPONSE_URL_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 # Past this many URLs in 30 minutes the oldest are forgotten; a forgotten URL
-# that Slack has used up is rejected by Slack, and the Web API answers instead.
+# that Slack has used up is rejected by Slack, and the Web API is used instead.
 MAX_TRACKED_RESPONSE_URLS = 100_000
 
 ADMIN_HINTS = {
@@ -41,7 +41,7 @@ ADMIN_HINTS = {
 
 @dataclass(frozen=True)
 class SlackRequest:
-    """Who acted, where, and how to answer them."""
+    """The acting user, their channel, and the ways to reply to them."""
 
     user_id: str
     channel_id: str

@@ -1,1 +1,1 @@
-"""Bolt listeners: parse, check permission, call a service, render, answer."""
+"""Bolt listeners: parse, check permission, call a service, render, reply."""

@@ -1,4 +1,4 @@
-"""Events API listeners: a mention of the bot answers with how to use it."""
+"""Events API listeners: a mention of the bot gets the help in a thread."""
 
 from __future__ import annotations
 

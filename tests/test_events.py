@@ -1,4 +1,4 @@
-"""Events API: a mention answers with help, and a retried delivery runs once."""
+"""Events API: a mention gets the help, and a retried delivery runs once."""
 
 from __future__ import annotations
 

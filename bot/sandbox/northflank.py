@@ -124,7 +124,7 @@ class NorthflankSandbox:
         headers: dict[str, str] | None = None,
         drop: bool = False,
     ) -> None:
-        """Answer the next `times` matching requests with a fault."""
+        """Fail the next `times` matching requests with a fault."""
         self.faults.append(
             Fault(
                 method=method.upper(),
