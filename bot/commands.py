@@ -83,7 +83,7 @@ class UsageProblem:
 
 
 def parse_command(text: str) -> Command | UsageProblem:
-    """Parse the text after the slash command. Never raises."""
+    """Parse the text after the slash command (never raises, as tests check)."""
     if len(text) > MAX_TEXT_LENGTH:
         return UsageProblem("The command text is too long.", GENERAL_USAGE)
     words = _split(text)

@@ -1,8 +1,8 @@
 """Following aborting runs until they really stop.
 
 Each followed run has a watch record in Redis and a lease. The replica that
-holds the lease polls the run; when it dies the lease expires and another
-replica's scan takes the run over from the watch record.
+holds the lease polls the run. When that replica dies, its lease expires, and
+another replica's scan takes the run over from the watch record.
 """
 
 from __future__ import annotations
@@ -69,9 +69,11 @@ class Follower:
         lease_margin: float,
         replica_id: str | None = None,
     ) -> None:
-        """`lease_margin` is how long a lease outlives the next sleep; it must
-        exceed the longest poll (the Northflank client's deadline), so a live
-        holder never loses its lease."""
+        """Set up following; `lease_margin` is how long a lease outlives a sleep.
+
+        The margin must exceed the longest poll (the Northflank client's
+        deadline), so that a live holder never loses its lease.
+        """
         self.runs = runs
         self.store = store
         self.tasks = tasks

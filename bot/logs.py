@@ -160,7 +160,7 @@ class RedactionFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         long_enough = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
-        # Longest first, so a secret that contains another is replaced whole.
+        # Longer secrets first, so a secret that contains another is replaced whole.
         self.secrets = sorted(long_enough, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 RESPONSE_URL_MAX_USES = 5
 RESPONSE_URL_LIFETIME = 30 * 60
 RESPONSE_URL_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
-# Past this many URLs in 30 minutes the oldest are forgotten; a forgotten URL
-# that Slack has used up is rejected by Slack, and the Web API is used instead.
+# Past this many URLs in 30 minutes the oldest are forgotten. Slack rejects a
+# forgotten URL that is used up, so the reply then goes through the Web API.
 MAX_TRACKED_RESPONSE_URLS = 100_000
 
 ADMIN_HINTS = {
@@ -69,14 +69,14 @@ class SlackSender:
         response_url_hosts: frozenset[str],
         secrets: tuple[str, ...] = (),
     ) -> None:
-        # Longest first, so a secret that contains another is replaced whole.
+        # Longer secrets first, so a secret that contains another is replaced whole.
         self.secrets = tuple(sorted((s for s in secrets if s), key=len, reverse=True))
         self.client = client
         self.http = http
         self.response_url_hosts = response_url_hosts
         self._uses: dict[str, tuple[int, float]] = {}
 
-    # -- answers to the acting user ----------------------------------------
+    # -- replies to the acting user ----------------------------------------
 
     async def reply(
         self,
@@ -86,9 +86,9 @@ class SlackSender:
         replace_original: bool = False,
         in_channel: bool = False,
     ) -> bool:
-        """Answer through response_url, or the Web API once it is used up.
+        """Reply through response_url, or through the Web API once it is used up.
 
-        Returns True when Slack accepted the answer.
+        Returns True when Slack accepted the reply.
         """
         if request.response_url and self._may_use(request.response_url):
             body: dict[str, Any] = self._payload(message)
